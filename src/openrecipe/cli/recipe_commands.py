@@ -1,0 +1,48 @@
+"""`validate`, `schema`, `run`: recipes from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Check a recipe and report every problem at once.")(validate)
+    app.command(help="Print the recipe JSON schema.")(schema)
+    app.command(help="Run a recipe's stages in order into a run folder.")(run)
+
+
+def validate(
+    recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+    overrides: list[str] = typer.Argument(None, help="dotted.key=value overrides"),
+) -> None:
+    from openrecipe.recipe.schema import load_recipe
+
+    loaded = load_recipe(recipe, overrides or [])
+    console.print(f"[green]✓[/green] {recipe} is valid: recipe {loaded.name!r}, {len(loaded.stages)} stages "
+                  f"({', '.join(f'{s.id}:{s.kind}' for s in loaded.stages)})")
+
+
+def schema() -> None:
+    from openrecipe.recipe.schema import recipe_json_schema
+
+    print(json.dumps(recipe_json_schema(), indent=2))
+
+
+def run(
+    recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+    overrides: list[str] = typer.Argument(None, help="dotted.key=value overrides, e.g. seed=7 stages.sft.epochs=2"),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<recipe name>)."),
+) -> None:
+    from openrecipe.recipe.runner import run_recipe
+    from openrecipe.recipe.schema import load_recipe
+
+    loaded = load_recipe(recipe, overrides or [])
+    run_dir = out or Path("runs") / loaded.name
+    report = run_recipe(loaded, run_dir, console=console)
+    console.print(f"[bold green]run finished[/bold green] in {report['seconds']:.1f} s — report: {run_dir / 'report.json'}")

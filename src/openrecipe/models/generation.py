@@ -1,0 +1,120 @@
+"""Chat and batched generation on top of `model.generate`, with the model's own chat template."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from openrecipe.models.loading import LoadedModel
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def kwargs(self, tokenizer) -> dict:
+        sample = self.temperature > 0
+        out = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": sample,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if sample:
+            out.update(temperature=self.temperature, top_p=self.top_p)
+        else:
+            # Override sampling defaults some models ship in generation_config.json.
+            out.update(temperature=None, top_p=None, top_k=None)
+        return out
+
+
+def build_messages(prompt: str, system: str | None = None, history: Sequence[Message] = ()) -> list[Message]:
+    messages: list[Message] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend(history)
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def render_chat(tokenizer, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
+    """The exact prompt text the model sees; base models without a template get plain text."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    return "\n\n".join(message["content"] for message in messages) + ("\n\n" if add_generation_prompt else "")
+
+
+def _encode_batch(loaded: LoadedModel, texts: list[str]) -> dict[str, torch.Tensor]:
+    tokenizer = loaded.tokenizer
+    tokenizer.padding_side = "left"
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    # Chat templates already contain the BOS/special tokens they need.
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not has_template)
+    return {key: value.to(loaded.device) for key, value in batch.items()}
+
+
+@torch.inference_mode()
+def generate_texts(
+    loaded: LoadedModel,
+    conversations: Sequence[Sequence[Message]] | Sequence[str],
+    settings: GenerationSettings = GenerationSettings(),
+    *,
+    batch_size: int = 8,
+    raw: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Generate one reply per conversation (or raw prompt), in input order, batched with left padding."""
+    texts = [
+        str(item) if raw else render_chat(loaded.tokenizer, item)  # type: ignore[arg-type]
+        for item in conversations
+    ]
+    # Sorting by length reduces padding; results are put back in input order.
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    replies: list[str] = [""] * len(texts)
+    torch.manual_seed(settings.seed)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = _encode_batch(loaded, [texts[index] for index in indices])
+        output = loaded.model.generate(**batch, **settings.kwargs(loaded.tokenizer))
+        prompt_length = batch["input_ids"].shape[1]
+        for row, index in enumerate(indices):
+            replies[index] = loaded.tokenizer.decode(output[row, prompt_length:], skip_special_tokens=True).strip()
+        if on_batch:
+            on_batch(len(indices))
+    return replies
+
+
+def stream_reply(
+    loaded: LoadedModel, messages: Sequence[Message], settings: GenerationSettings = GenerationSettings()
+) -> Iterator[str]:
+    """Yield the reply's text piece by piece as the model produces it."""
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    batch = _encode_batch(loaded, [render_chat(loaded.tokenizer, messages)])
+    torch.manual_seed(settings.seed)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                loaded.model.generate(**batch, **settings.kwargs(loaded.tokenizer), streamer=streamer)
+        except BaseException as error:  # surfaced in the caller's thread below
+            errors.append(error)
+            streamer.end()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if errors:
+        raise errors[0]

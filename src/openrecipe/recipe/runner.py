@@ -1,0 +1,76 @@
+"""Run a recipe's stages in order, each into RUN_DIR/<stage id>/, with a report after every stage."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from openrecipe.errors import OpenRecipeError
+from openrecipe.recipe.schema import RecipeBase
+from openrecipe.stages.base import STAGE_KINDS, StageContext, StageResult
+from openrecipe.utils.fs import atomic_write_json, atomic_write_text
+
+
+def _relative(path: str, run_dir: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return path
+
+
+def run_recipe(
+    recipe: RecipeBase, run_dir: str | Path, *, console: Console | None = None
+) -> dict[str, Any]:
+    """Execute every stage; return the report (also written to RUN_DIR/report.json)."""
+    console = console or Console()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe_dump = recipe.model_dump(mode="json", exclude_none=True)
+    atomic_write_text(run_dir / "recipe.resolved.yaml", yaml.safe_dump(recipe_dump, sort_keys=False, allow_unicode=True))
+    report: dict[str, Any] = {"recipe": recipe.name, "run_dir": str(run_dir), "status": "running", "stages": []}
+    results: dict[str, StageResult] = {}
+    started = time.perf_counter()
+    for stage in recipe.stages:
+        kind = STAGE_KINDS.get(stage.kind)
+        stage_dir = run_dir / stage.id
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        context = StageContext(
+            run_dir=run_dir,
+            stage_dir=stage_dir,
+            seed=recipe.seed,
+            base_model=recipe.base_model,
+            system_prompt=recipe.system_prompt,
+            identity=recipe.identity,
+            results=results,
+            console=console,
+        )
+        console.rule(f"[bold]{stage.id}[/bold] ({stage.kind}) — {kind.summary}")
+        entry: dict[str, Any] = {"id": stage.id, "kind": stage.kind, "status": "running"}
+        report["stages"].append(entry)
+        stage_start = time.perf_counter()
+        try:
+            result = kind.run(context, stage)
+        except BaseException as error:
+            entry.update(status="failed", seconds=round(time.perf_counter() - stage_start, 3), error=str(error))
+            if not isinstance(error, OpenRecipeError | KeyboardInterrupt):
+                entry["traceback"] = traceback.format_exc()
+            report.update(status="failed", seconds=round(time.perf_counter() - started, 3))
+            atomic_write_json(run_dir / "report.json", report)
+            raise
+        results[stage.id] = result
+        entry.update(
+            status="ok",
+            seconds=round(time.perf_counter() - stage_start, 3),
+            metrics=result.metrics,
+            artifacts={name: _relative(path, run_dir) for name, path in result.artifacts.items()},
+        )
+        atomic_write_json(run_dir / "report.json", report)
+        console.print(f"[green]✓[/green] {stage.id} in {entry['seconds']:.1f} s")
+    report.update(status="ok", seconds=round(time.perf_counter() - started, 3))
+    atomic_write_json(run_dir / "report.json", report)
+    return report
