@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
 
 
 def chat(
-    model: str = typer.Argument(..., help="'default', a model folder, an adapter folder, a .gguf file or a hub id"),
+    model: str = typer.Argument(
+        ..., help="'default', a model folder, an adapter folder, a .gguf file or a hub id"
+    ),
     prompt: str | None = typer.Option(None, "-p", "--prompt", help="Ask one question and print the reply."),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
@@ -27,7 +29,9 @@ def chat(
     seed: int = typer.Option(0, "--seed"),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the model."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Run code shipped with the model."
+    ),
 ) -> None:
     from openrecipe.models.generation import GenerationSettings, build_messages, stream_reply
     from openrecipe.models.loading import load_model
@@ -63,12 +67,16 @@ def chat(
             pieces.append(piece)
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
-        history.extend([{"role": "user", "content": text}, {"role": "assistant", "content": "".join(pieces).strip()}])
+        history.extend(
+            [{"role": "user", "content": text}, {"role": "assistant", "content": "".join(pieces).strip()}]
+        )
 
 
 def generate(
     model: str = typer.Argument(..., help="Any model reference (see `chat`)."),
-    input: Path = typer.Option(..., "--input", "-i", help="JSONL: one {\"prompt\": ...} or {\"messages\": [...]} per line."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help='JSONL: one {"prompt": ...} or {"messages": [...]} per line.'
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="JSONL written with the input row plus `reply`."),
     system: str | None = typer.Option(None, "--system", help="System prompt for rows without one."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
@@ -97,10 +105,17 @@ def generate(
     ) as progress:
         task = progress.add_task("generate", total=len(conversations))
         replies = generate_texts(
-            loaded, conversations, settings, batch_size=batch_size, on_batch=lambda n: progress.advance(task, n)
+            loaded,
+            conversations,
+            settings,
+            batch_size=batch_size,
+            on_batch=lambda n: progress.advance(task, n),
         )
     atomic_write_text(
         output,
-        "".join(json.dumps({**row, "reply": reply}, ensure_ascii=False) + "\n" for row, reply in zip(rows, replies, strict=True)),
+        "".join(
+            json.dumps({**row, "reply": reply}, ensure_ascii=False) + "\n"
+            for row, reply in zip(rows, replies, strict=True)
+        ),
     )
     console.print(f"wrote {len(replies)} rows to {output}")

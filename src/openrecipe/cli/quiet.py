@@ -11,7 +11,16 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("torchao", "transformers", "accelerate", "peft", "datasets", "huggingface_hub", "torch._dynamo", "torch.utils._pytree"):
+    for name in (
+        "torchao",
+        "transformers",
+        "accelerate",
+        "peft",
+        "datasets",
+        "huggingface_hub",
+        "torch._dynamo",
+        "torch.utils._pytree",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

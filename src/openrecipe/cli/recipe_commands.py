@@ -24,8 +24,10 @@ def validate(
     from openrecipe.recipe.schema import load_recipe
 
     loaded = load_recipe(recipe, overrides or [])
-    console.print(f"[green]✓[/green] {recipe} is valid: recipe {loaded.name!r}, {len(loaded.stages)} stages "
-                  f"({', '.join(f'{s.id}:{s.kind}' for s in loaded.stages)})")
+    console.print(
+        f"[green]✓[/green] {recipe} is valid: recipe {loaded.name!r}, {len(loaded.stages)} stages "
+        f"({', '.join(f'{s.id}:{s.kind}' for s in loaded.stages)})"
+    )
 
 
 def schema() -> None:
@@ -36,7 +38,9 @@ def schema() -> None:
 
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
-    overrides: list[str] = typer.Argument(None, help="dotted.key=value overrides, e.g. seed=7 stages.sft.epochs=2"),
+    overrides: list[str] = typer.Argument(
+        None, help="dotted.key=value overrides, e.g. seed=7 stages.sft.epochs=2"
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<recipe name>)."),
 ) -> None:
     from openrecipe.recipe.runner import run_recipe
@@ -45,4 +49,7 @@ def run(
     loaded = load_recipe(recipe, overrides or [])
     run_dir = out or Path("runs") / loaded.name
     report = run_recipe(loaded, run_dir, console=console)
-    console.print(f"[bold green]run finished[/bold green] in {report['seconds']:.1f} s — report: {run_dir / 'report.json'}")
+    console.print(
+        f"[bold green]run finished[/bold green] in {report['seconds']:.1f} s — "
+        f"report: {run_dir / 'report.json'}"
+    )

@@ -27,7 +27,9 @@ def _record_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], loader: yam
             key = loader.construct_object(key_node, deep=True)
             if key in seen:
                 raise OpenRecipeError(
-                    f"duplicate key {key!r}", where=f"line {key_node.start_mark.line + 1}", fix="keep only one"
+                    f"duplicate key {key!r}",
+                    where=f"line {key_node.start_mark.line + 1}",
+                    fix="keep only one",
                 )
             seen.add(key)
             _record_lines(value_node, (*path, key), lines, loader)
@@ -68,9 +70,16 @@ def load_yaml_with_lines(path: str | Path) -> tuple[Any, dict[Loc, int]]:
 
 def _parse_override_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        # YAML 1.1 reads `1e-4` as a string; users mean a number.
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], model: type[BaseModel] | None = None) -> dict:
@@ -174,10 +183,8 @@ def _line_for(loc: Loc, lines: dict[Loc, int], data: Any) -> int | None:
     data_loc: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            data_loc.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        if in_dict or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
             data_loc.append(part)
             node = node[part]
     for cut in range(len(data_loc), -1, -1):
@@ -246,7 +253,9 @@ def format_validation_error(
             expected = [t.strip(" '") for t in str(context.get("expected_tags", "")).split(",")]
             suggestion = did_you_mean(str(tag), expected)
             message = f"{path}: unknown {context.get('discriminator', 'kind').strip(chr(39))} {tag!r}"
-            fix = (f"did you mean {suggestion!r}? " if suggestion else "") + f"available: {', '.join(expected)}"
+            fix = (
+                f"did you mean {suggestion!r}? " if suggestion else ""
+            ) + f"available: {', '.join(expected)}"
         else:
             message = f"{path}: {message}"
             if "input" in item and kind not in ("model_type", "dict_type"):

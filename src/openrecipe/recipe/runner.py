@@ -23,16 +23,21 @@ def _relative(path: str, run_dir: Path) -> str:
         return path
 
 
-def run_recipe(
-    recipe: RecipeBase, run_dir: str | Path, *, console: Console | None = None
-) -> dict[str, Any]:
+def run_recipe(recipe: RecipeBase, run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
     """Execute every stage; return the report (also written to RUN_DIR/report.json)."""
     console = console or Console()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe_dump = recipe.model_dump(mode="json", exclude_none=True)
-    atomic_write_text(run_dir / "recipe.resolved.yaml", yaml.safe_dump(recipe_dump, sort_keys=False, allow_unicode=True))
-    report: dict[str, Any] = {"recipe": recipe.name, "run_dir": str(run_dir), "status": "running", "stages": []}
+    atomic_write_text(
+        run_dir / "recipe.resolved.yaml", yaml.safe_dump(recipe_dump, sort_keys=False, allow_unicode=True)
+    )
+    report: dict[str, Any] = {
+        "recipe": recipe.name,
+        "run_dir": str(run_dir),
+        "status": "running",
+        "stages": [],
+    }
     results: dict[str, StageResult] = {}
     started = time.perf_counter()
     for stage in recipe.stages:
@@ -56,7 +61,9 @@ def run_recipe(
         try:
             result = kind.run(context, stage)
         except BaseException as error:
-            entry.update(status="failed", seconds=round(time.perf_counter() - stage_start, 3), error=str(error))
+            entry.update(
+                status="failed", seconds=round(time.perf_counter() - stage_start, 3), error=str(error)
+            )
             if not isinstance(error, OpenRecipeError | KeyboardInterrupt):
                 entry["traceback"] = traceback.format_exc()
             report.update(status="failed", seconds=round(time.perf_counter() - started, 3))

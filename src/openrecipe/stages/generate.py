@@ -57,7 +57,8 @@ def run_generate(context: StageContext, config: GenerateStage) -> StageResult:
         ),
     )
     for conversation, reply in zip(conversations, replies, strict=True):
-        context.console.print(f"[bold]> {conversation[-1]['content']}[/bold]\n{reply}")
+        context.console.print(f"> {conversation[-1]['content']}", style="bold", markup=False)
+        context.console.print(reply, markup=False, highlight=False)
     new_tokens = sum(len(loaded.tokenizer(reply, add_special_tokens=False)["input_ids"]) for reply in replies)
     return StageResult(
         metrics={"rows": len(replies), "generate_seconds": round(seconds, 3), "new_tokens": new_tokens},
