@@ -48,7 +48,7 @@ def run(
 
     loaded = load_recipe(recipe, overrides or [])
     run_dir = out or Path("runs") / loaded.name
-    report = run_recipe(loaded, run_dir, console=console)
+    report = run_recipe(loaded, run_dir, recipe_dir=recipe.resolve().parent, console=console)
     console.print(
         f"[bold green]run finished[/bold green] in {report['seconds']:.1f} s — "
         f"report: {run_dir / 'report.json'}"

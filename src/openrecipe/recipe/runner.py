@@ -23,7 +23,9 @@ def _relative(path: str, run_dir: Path) -> str:
         return path
 
 
-def run_recipe(recipe: RecipeBase, run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
+def run_recipe(
+    recipe: RecipeBase, run_dir: str | Path, *, recipe_dir: Path | None = None, console: Console | None = None
+) -> dict[str, Any]:
     """Execute every stage; return the report (also written to RUN_DIR/report.json)."""
     console = console or Console()
     run_dir = Path(run_dir)
@@ -52,6 +54,7 @@ def run_recipe(recipe: RecipeBase, run_dir: str | Path, *, console: Console | No
             system_prompt=recipe.system_prompt,
             identity=recipe.identity,
             results=results,
+            recipe_dir=recipe_dir,
             console=console,
         )
         console.rule(f"[bold]{stage.id}[/bold] ({stage.kind}) — {kind.summary}")

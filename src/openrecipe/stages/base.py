@@ -61,6 +61,7 @@ class StageContext:
     system_prompt: str | None
     identity: Identity | None
     results: dict[str, StageResult]
+    recipe_dir: Path | None = None  # relative data paths in a recipe are relative to its file
     console: Console = field(default_factory=Console)
 
     def resolve_model(self, reference: str) -> str:

@@ -1,0 +1,1 @@
+"""Data: read what users have, validate strictly, clean with a report, mix, tokenize."""

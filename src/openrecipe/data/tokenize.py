@@ -1,0 +1,177 @@
+"""Tokenize chats with the model's own template and mask everything but the assistant's replies;
+pack text corpora into fixed-length blocks without cross-document attention."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
+
+from openrecipe.config.base import StrictModel
+from openrecipe.errors import OpenRecipeError
+
+IGNORE_INDEX = -100
+
+
+class TokenizeConfig(StrictModel):
+    max_length: int = Field(512, ge=8, description="Tokens per example (or per packed block)")
+    overlength: Literal["truncate", "drop", "error"] = Field("truncate", description="What to do with longer examples")
+    train_on: Literal["assistant", "all"] = Field("assistant", description="Which tokens carry loss")
+    pack: bool = Field(False, description="Pack several examples per block (always on for text corpora)")
+
+
+@dataclass
+class TokenizeStats:
+    examples_in: int = 0
+    examples_out: int = 0
+    truncated: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    tokens: int = 0
+    trainable_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"examples_in": self.examples_in, "examples_out": self.examples_out, "truncated": self.truncated,
+                "dropped": dict(self.dropped), "tokens": self.tokens, "trainable_tokens": self.trainable_tokens}
+
+
+def with_system_prompt(messages: Sequence[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """Apply the recipe's system prompt to conversations that have none (training = serving format)."""
+    messages = list(messages)
+    if system_prompt and (not messages or messages[0]["role"] != "system"):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def _render(tokenizer, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def assistant_char_spans(tokenizer, messages: Sequence[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """Render the conversation and find each assistant reply's characters, end-of-turn token included.
+
+    Works for any template that renders a prefix of a conversation as a prefix of the full text
+    (true of ChatML, Llama, Mistral, Qwen and Gemma templates); anything else is reported.
+    """
+    full = _render(tokenizer, messages, False)
+    spans: list[tuple[int, int]] = []
+    eos = tokenizer.eos_token or ""
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:index], True)
+        through = _render(tokenizer, messages[: index + 1], False)
+        if not (full.startswith(through) and through.startswith(before)):
+            raise OpenRecipeError(
+                "this chat template does not render conversations incrementally, so assistant tokens "
+                "cannot be located",
+                fix="use train_on: all, or a model with a standard chat template",
+            )
+        end = len(through)
+        if eos and eos in through[len(before) :]:
+            end = through.index(eos, len(before)) + len(eos)  # loss up to and including end-of-turn
+        spans.append((len(before), end))
+    return full, spans
+
+
+def tokenize_chat(tokenizer, messages: Sequence[dict[str, str]], train_on: str = "assistant") -> tuple[list[int], list[int]]:
+    """input_ids and labels (IGNORE_INDEX where no loss) for one conversation."""
+    text, spans = assistant_char_spans(tokenizer, messages)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids: list[int] = encoded["input_ids"]
+    if train_on == "all":
+        return input_ids, list(input_ids)
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for position, (start, _) in enumerate(encoded["offset_mapping"]):
+        if any(span_start <= start < span_end for span_start, span_end in spans):
+            labels[position] = input_ids[position]
+    return input_ids, labels
+
+
+def tokenize_conversations(
+    tokenizer,
+    conversations: Iterable[Sequence[dict[str, str]]],
+    config: TokenizeConfig,
+    *,
+    system_prompt: str | None = None,
+) -> tuple[list[dict[str, list[int]]], TokenizeStats]:
+    """Tokenize, apply the over-length policy, drop examples with nothing to learn; every drop counted."""
+    stats = TokenizeStats()
+    examples: list[dict[str, list[int]]] = []
+    for number, messages in enumerate(conversations):
+        stats.examples_in += 1
+        input_ids, labels = tokenize_chat(tokenizer, with_system_prompt(messages, system_prompt), config.train_on)
+        if len(input_ids) > config.max_length:
+            if config.overlength == "error":
+                raise OpenRecipeError(
+                    f"example {number} has {len(input_ids)} tokens, more than max_length={config.max_length}",
+                    fix="raise max_length, or set overlength: truncate or drop",
+                )
+            if config.overlength == "drop":
+                stats.dropped["overlength"] += 1
+                continue
+            input_ids, labels = input_ids[: config.max_length], labels[: config.max_length]
+            stats.truncated += 1
+        trainable = sum(label != IGNORE_INDEX for label in labels)
+        if trainable == 0:
+            stats.dropped["no_trainable_tokens"] += 1
+            continue
+        stats.tokens += len(input_ids)
+        stats.trainable_tokens += trainable
+        examples.append({"input_ids": input_ids, "labels": labels})
+    stats.examples_out = len(examples)
+    if config.pack:
+        examples = pack_examples(examples, config.max_length)
+    return examples, stats
+
+
+def pack_examples(examples: Sequence[dict[str, list[int]]], block_size: int) -> list[dict[str, list[int]]]:
+    """Greedy first-fit packing; `position_ids` restart per example so attention stays within it
+    (transformers builds a block-diagonal mask from position_ids when no attention mask is given)."""
+    blocks: list[dict[str, list[int]]] = []
+    current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    for example in examples:
+        length = len(example["input_ids"])
+        if current["input_ids"] and len(current["input_ids"]) + length > block_size:
+            blocks.append(current)
+            current = {"input_ids": [], "labels": [], "position_ids": []}
+        current["input_ids"] += example["input_ids"]
+        current["labels"] += example["labels"]
+        current["position_ids"] += list(range(length))
+    if current["input_ids"]:
+        blocks.append(current)
+    return blocks
+
+
+def pack_texts(tokenizer, texts: Iterable[str], block_size: int) -> tuple[list[dict[str, list[int]]], TokenizeStats]:
+    """Continued-pretraining blocks: documents joined with EOS, cut into block_size pieces; position_ids
+    restart at each document so no document attends to another."""
+    stats = TokenizeStats()
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    positions: list[int] = []
+    for text in texts:
+        stats.examples_in += 1
+        document = tokenizer(text, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
+        ids += document
+        positions += list(range(len(document)))
+    blocks = []
+    for start in range(0, len(ids) - block_size + 1, block_size):
+        chunk_positions = positions[start : start + block_size]
+        # A document cut by the block boundary restarts its positions at 0 in the new block.
+        offset = chunk_positions[0]
+        fixed = []
+        for position in chunk_positions:
+            if position < offset:
+                offset = 0
+            fixed.append(position - offset)
+        chunk = ids[start : start + block_size]
+        blocks.append({"input_ids": chunk, "labels": list(chunk), "position_ids": fixed})
+    remainder = len(ids) % block_size
+    if remainder:
+        stats.dropped["tail_tokens"] = remainder
+    stats.examples_out = len(blocks)
+    stats.tokens = stats.trainable_tokens = len(blocks) * block_size
+    return blocks, stats
