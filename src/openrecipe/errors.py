@@ -33,3 +33,9 @@ class MultipleErrors(OpenRecipeError):
     def format(self) -> str:
         lines = [self.header] + [f"  - {error.format()}" for error in getattr(self, "errors", [])]
         return "\n".join(lines)
+
+
+class RunInterrupted(Exception):
+    """SIGTERM/SIGINT arrived: state was saved at a step boundary; re-running the command resumes."""
+
+    exit_code = 3

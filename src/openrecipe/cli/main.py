@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from openrecipe import __version__
 from openrecipe.cli import data_commands, model_commands, recipe_commands
-from openrecipe.errors import OpenRecipeError
+from openrecipe.errors import OpenRecipeError, RunInterrupted
 
 EXIT_INTERNAL = 1
 EXIT_USER = 2
@@ -34,6 +34,9 @@ class ErrorHandlingGroup(TyperGroup):
                 f"[bold red]error:[/bold red] {escape(error.format())}", highlight=False, soft_wrap=True
             )
             ctx.exit(EXIT_USER)
+        except RunInterrupted as interrupted:
+            err_console.print(f"[yellow]{escape(str(interrupted))}[/yellow]")
+            ctx.exit(RunInterrupted.exit_code)
         except KeyboardInterrupt:
             err_console.print("interrupted")
             ctx.exit(130)

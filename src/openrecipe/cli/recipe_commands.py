@@ -42,13 +42,18 @@ def run(
         None, help="dotted.key=value overrides, e.g. seed=7 stages.sft.epochs=2"
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<recipe name>)."),
+    force: bool = typer.Option(False, "--force", help="Resume training even if trajectory settings changed."),
+    extend: bool = typer.Option(False, "--extend", help="Continue a finished training stage to more steps/epochs."),
 ) -> None:
     from openrecipe.recipe.runner import run_recipe
     from openrecipe.recipe.schema import load_recipe
 
     loaded = load_recipe(recipe, overrides or [])
     run_dir = out or Path("runs") / loaded.name
-    report = run_recipe(loaded, run_dir, recipe_dir=recipe.resolve().parent, console=console)
+    report = run_recipe(
+        loaded, run_dir, recipe_dir=recipe.resolve().parent, console=console,
+        options={"force": force, "extend": extend},
+    )
     console.print(
         f"[bold green]run finished[/bold green] in {report['seconds']:.1f} s — "
         f"report: {run_dir / 'report.json'}"

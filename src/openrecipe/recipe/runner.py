@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from openrecipe.errors import OpenRecipeError
+from openrecipe.errors import OpenRecipeError, RunInterrupted
 from openrecipe.recipe.schema import RecipeBase
 from openrecipe.stages.base import STAGE_KINDS, StageContext, StageResult
 from openrecipe.utils.fs import atomic_write_json, atomic_write_text
@@ -24,7 +24,12 @@ def _relative(path: str, run_dir: Path) -> str:
 
 
 def run_recipe(
-    recipe: RecipeBase, run_dir: str | Path, *, recipe_dir: Path | None = None, console: Console | None = None
+    recipe: RecipeBase,
+    run_dir: str | Path,
+    *,
+    recipe_dir: Path | None = None,
+    console: Console | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Execute every stage; return the report (also written to RUN_DIR/report.json)."""
     console = console or Console()
@@ -55,6 +60,7 @@ def run_recipe(
             identity=recipe.identity,
             results=results,
             recipe_dir=recipe_dir,
+            options=options or {},
             console=console,
         )
         console.rule(f"[bold]{stage.id}[/bold] ({stage.kind}) — {kind.summary}")
@@ -67,7 +73,7 @@ def run_recipe(
             entry.update(
                 status="failed", seconds=round(time.perf_counter() - stage_start, 3), error=str(error)
             )
-            if not isinstance(error, OpenRecipeError | KeyboardInterrupt):
+            if not isinstance(error, OpenRecipeError | KeyboardInterrupt | RunInterrupted):
                 entry["traceback"] = traceback.format_exc()
             report.update(status="failed", seconds=round(time.perf_counter() - started, 3))
             atomic_write_json(run_dir / "report.json", report)

@@ -62,6 +62,7 @@ class StageContext:
     identity: Identity | None
     results: dict[str, StageResult]
     recipe_dir: Path | None = None  # relative data paths in a recipe are relative to its file
+    options: dict[str, Any] = field(default_factory=dict)  # run-wide flags: force, extend
     console: Console = field(default_factory=Console)
 
     def resolve_model(self, reference: str) -> str:

@@ -22,6 +22,7 @@ class GenerateStage(StageConfig):
     max_new_tokens: int = Field(64, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     batch_size: int = Field(8, ge=1)
+    show: int = Field(5, ge=0, description="How many prompt/reply pairs to print")
 
     @model_validator(mode="after")
     def _needs_prompts(self) -> GenerateStage:
@@ -56,13 +57,24 @@ def run_generate(context: StageContext, config: GenerateStage) -> StageResult:
             for conversation, reply in zip(conversations, replies, strict=True)
         ),
     )
-    for conversation, reply in zip(conversations, replies, strict=True):
+    # The same pairs as a chat dataset, so a later stage can train on them (e.g. replay data).
+    data = context.stage_dir / "data.jsonl"
+    atomic_write_text(
+        data,
+        "".join(
+            json.dumps({"messages": [*conversation, {"role": "assistant", "content": reply}]}, ensure_ascii=False)
+            + "\n"
+            for conversation, reply in zip(conversations, replies, strict=True)
+            if reply.strip()
+        ),
+    )
+    for conversation, reply in list(zip(conversations, replies, strict=True))[: config.show]:
         context.console.print(f"> {conversation[-1]['content']}", style="bold", markup=False)
         context.console.print(reply, markup=False, highlight=False)
     new_tokens = sum(len(loaded.tokenizer(reply, add_special_tokens=False)["input_ids"]) for reply in replies)
     return StageResult(
         metrics={"rows": len(replies), "generate_seconds": round(seconds, 3), "new_tokens": new_tokens},
-        artifacts={"generations": str(out)},
+        artifacts={"generations": str(out), "data": str(data)},
     )
 
 

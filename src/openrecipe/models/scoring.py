@@ -1,0 +1,46 @@
+"""Scoring text with a model: perplexity on held-out text, option log-likelihoods."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from openrecipe.models.loading import LoadedModel
+
+
+def _blocks(tokenizer, texts: Sequence[str], block_size: int) -> list[list[int]]:
+    """Each text tokenized on its own (BOS-free) and cut into blocks; no block spans two texts."""
+    blocks = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        blocks += [ids[start : start + block_size] for start in range(0, len(ids), block_size)]
+    return [block for block in blocks if len(block) > 1]
+
+
+@torch.inference_mode()
+def perplexity(loaded: LoadedModel, texts: Sequence[str], *, block_size: int = 256, batch_size: int = 8) -> dict:
+    """Token-weighted perplexity over the texts; also returns the token count it was measured on."""
+    blocks = _blocks(loaded.tokenizer, texts, block_size)
+    total_nll, total_tokens = 0.0, 0
+    model = loaded.model
+    for start in range(0, len(blocks), batch_size):
+        chunk = blocks[start : start + batch_size]
+        length = max(len(block) for block in chunk)
+        ids = torch.zeros((len(chunk), length), dtype=torch.long)
+        mask = torch.zeros((len(chunk), length), dtype=torch.long)
+        for row, block in enumerate(chunk):
+            ids[row, : len(block)] = torch.tensor(block)
+            mask[row, : len(block)] = 1
+        ids, mask = ids.to(loaded.device), mask.to(loaded.device)
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+        targets = ids[:, 1:]
+        token_ll = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        valid = mask[:, 1:].bool()
+        total_nll -= float(token_ll[valid].sum())
+        total_tokens += int(valid.sum())
+    if total_tokens == 0:
+        return {"perplexity": float("nan"), "tokens": 0}
+    return {"perplexity": math.exp(total_nll / total_tokens), "tokens": total_tokens}

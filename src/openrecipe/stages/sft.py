@@ -1,0 +1,76 @@
+"""`sft` stage: supervised fine-tuning on chat data (LoRA or full), with probes that stop training
+as soon as the model answers as it should."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
+from openrecipe.errors import OpenRecipeError
+from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.training_common import DataRef, labels_unique, read_ref, run_training
+from openrecipe.train.batching import TrainData
+from openrecipe.train.config import ProbeSettings, TrainSettings
+from openrecipe.train.loop import TrainJob
+from openrecipe.utils.hashing import sha256_json
+
+
+class SftStage(StageConfig):
+    kind: Literal["sft"] = "sft"
+    model: str = Field("base", description="'base', 'stage:<id>', or any model reference")
+    data: list[DataRef] = Field(min_length=1, description="Chat data sources and their mixing weights")
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    system_prompt: str | None = Field(None, description="Defaults to the recipe's system_prompt")
+    max_upsample: float = Field(4.0, ge=1.0, description="Cap on how often a small source repeats per epoch")
+
+
+def split_eval(examples: list, fraction: float, seed: int, salt: int) -> tuple[list, list]:
+    if fraction <= 0 or len(examples) < 10:
+        return examples, []
+    order = np.random.default_rng([seed, 7919, salt]).permutation(len(examples))
+    cut = max(1, int(round(fraction * len(examples))))
+    held = set(order[:cut].tolist())
+    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
+
+
+@stage_kind(SftStage, "Supervised fine-tuning (LoRA or full)")
+def run_sft(context: StageContext, config: SftStage) -> StageResult:
+    from openrecipe.models.loading import load_tokenizer
+    from openrecipe.models.refs import resolve_model_ref
+
+    labels_unique(config.data)
+    system = config.system_prompt if config.system_prompt is not None else context.system_prompt
+    reference = context.resolve_model(config.model)
+    tokenizer = load_tokenizer(resolve_model_ref(reference))
+    sources, weights, evals, stats = {}, {}, [], {}
+    for salt, ref in enumerate(config.data):
+        records = read_ref(context, ref)
+        chats = [record.messages for record in records if record.messages is not None]
+        if len(chats) != len(records):
+            raise OpenRecipeError(f"data source {ref.label()!r} holds plain text, not chats",
+                                  fix="use it in a `cpt` stage, or point to chat data")
+        examples, tokenize_stats = tokenize_conversations(tokenizer, chats, config.tokenize, system_prompt=system)
+        if not examples:
+            raise OpenRecipeError(f"data source {ref.label()!r} has no trainable examples after tokenization")
+        train_part, eval_part = split_eval(examples, config.train.eval_fraction, context.seed, salt)
+        sources[ref.label()], weights[ref.label()] = train_part, ref.weight
+        evals += eval_part
+        stats[ref.label()] = tokenize_stats.to_json()
+    data = TrainData(sources, weights, evals, max_upsample=config.max_upsample)
+    fingerprint = sha256_json({"sources": sources, "weights": weights, "eval": evals})
+    context.console.print("  mixture: " + ", ".join(
+        f"{name} {row['examples']} ex × {row['upsample']} (w={row['weight']})" for name, row in data.describe().items()))
+    job = TrainJob(
+        model_reference=reference, data=data, settings=config.train, out_dir=context.stage_dir, seed=context.seed,
+        system_prompt=system, identity=context.identity, probes=config.probes, data_fingerprint=fingerprint,
+        force=context.options.get("force", False), extend=context.options.get("extend", False),
+        console=context.console,
+    )
+    result = run_training(context, job, f"{context.stage_dir.name}: SFT ({config.train.method})")
+    result.metrics["data"] = {"mixture": data.describe(), "tokenize": stats, "eval_examples": len(evals)}
+    return result

@@ -1,0 +1,72 @@
+"""Pieces the `sft` and `cpt` stages share: data references, running the loop, writing outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from openrecipe.config.base import StrictModel
+from openrecipe.data.config import DataSource, FormatName
+from openrecipe.data.load import load_source
+from openrecipe.data.records import Record
+from openrecipe.stages.base import STAGE_REF_PREFIX, StageContext, StageResult
+from openrecipe.train.loop import TrainJob, train
+from openrecipe.train.outputs import plot_loss, save_outputs
+
+
+class DataRef(StrictModel):
+    path: str = Field(description="A data file, or stage:<id> for an earlier stage's data.jsonl")
+    weight: float = Field(1.0, gt=0, description="Share of this source in the training mixture")
+    name: str | None = None
+    format: FormatName = "auto"
+    text_field: str = "text"
+
+    def label(self) -> str:
+        return self.name or (self.path[len(STAGE_REF_PREFIX) :] if self.path.startswith(STAGE_REF_PREFIX)
+                             else Path(self.path).stem)
+
+
+def read_ref(context: StageContext, ref: DataRef) -> list[Record]:
+    path = ref.path
+    if path.startswith(STAGE_REF_PREFIX):
+        path = context.artifact(path[len(STAGE_REF_PREFIX) :], "data")
+    source = DataSource(path=path, format=ref.format, text_field=ref.text_field)
+    return load_source(source, identity=context.identity, base_dir=context.recipe_dir).records
+
+
+def labels_unique(refs: list[DataRef]) -> None:
+    from openrecipe.errors import OpenRecipeError
+
+    labels = [ref.label() for ref in refs]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise OpenRecipeError(f"two data sources are both called {label!r}", fix="give them distinct `name:`s")
+
+
+def run_training(context: StageContext, job: TrainJob, title: str) -> StageResult:
+    """Train, then write adapter/ and model/, the loss curve, and the metrics."""
+    outcome = train(job)
+    artifacts = dict(outcome.artifacts)
+    if outcome.model is not None:
+        artifacts.update(save_outputs(
+            outcome.model.model, outcome.model.tokenizer, context.stage_dir, method=job.settings.method,
+            base_reference=_portable_reference(context, job.model_reference), system_prompt=job.system_prompt,
+            metadata={"stage": context.stage_dir.name},
+        ))
+        plot = plot_loss(context.stage_dir / "metrics.jsonl", context.stage_dir / "loss.png", title)
+        if plot is not None:
+            artifacts["loss_curve"] = str(plot)
+    metrics = outcome.metrics
+    context.console.print(
+        f"  {metrics['steps']} steps in {metrics['train_seconds']:.1f} s of training"
+        f" ({metrics.get('tokens_per_s', '-')} tok/s); loss {metrics.get('first_loss', 0):.3f} → "
+        f"{metrics.get('final_loss', 0):.3f}; {metrics['stop_reason']}"
+    )
+    return StageResult(metrics=metrics, artifacts=artifacts)
+
+
+def _portable_reference(context: StageContext, reference: str) -> str:
+    """Adapters record their base; keep `default` symbolic so a published adapter works on any machine."""
+    return "default" if reference == "default" else str(Path(reference).resolve()) if Path(reference).exists() \
+        else reference

@@ -1,0 +1,1 @@
+"""The training engine: one explicit loop for SFT and continued pretraining (LoRA or full)."""

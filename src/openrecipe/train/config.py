@@ -1,0 +1,88 @@
+"""Training settings, shared by the `sft` and `cpt` stage kinds."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from openrecipe.config.base import StrictModel
+
+
+class LoraSettings(StrictModel):
+    rank: int = Field(16, ge=1, le=1024)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names or all-linear")
+
+
+class ScheduleSettings(StrictModel):
+    kind: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Used when warmup_steps is 0")
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Final LR as a fraction of the peak")
+
+
+class Probe(StrictModel):
+    """A question asked during training; passes when the reply contains every `expect` string."""
+
+    prompt: str
+    expect: list[str] = Field(min_length=1)
+    reject: list[str] = Field(default_factory=list, description="Strings the reply must not contain")
+
+
+class ProbeSettings(StrictModel):
+    every_steps: int = Field(0, ge=0, description="Run probes every N optimizer steps (0 = only at epoch ends)")
+    identity: bool = Field(True, description="Add held-out identity questions when the recipe has an identity")
+    extra: list[Probe] = Field(default_factory=list)
+    stop_when_passed: bool = Field(True, description="Stop training as soon as every probe passes")
+    min_epochs: float = Field(0.0, ge=0.0, description="Do not stop before this many epochs")
+    max_new_tokens: int = Field(40, ge=1)
+
+
+class TrainSettings(StrictModel):
+    method: Literal["lora", "full", "qlora"] = "lora"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    learning_rate: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    epochs: float = Field(1.0, gt=0, description="Passes over the training mixture (fractions allowed)")
+    max_steps: int | None = Field(None, ge=1, description="Overrides epochs when set")
+    batch_size: int = Field(8, ge=1, description="Global batch size (examples per optimizer step)")
+    micro_batch_size: int | None = Field(None, ge=1, description="Per-forward batch; accumulation fills the rest")
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where fast")
+    gradient_checkpointing: bool = False
+    compile: bool = Field(False, description="torch.compile the model (pays off after ~50 steps on CPU)")
+    eval_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Held-out share of the data for eval loss")
+    eval_every_steps: int = Field(0, ge=0, description="0 = at the end of each epoch")
+    save_every_steps: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=2)
+    nonfinite_patience: int = Field(5, ge=1, description="Stop after this many consecutive NaN/inf steps")
+    log_every_steps: int = Field(1, ge=1)
+    tensorboard: bool = False
+
+    @model_validator(mode="after")
+    def _batches(self) -> TrainSettings:
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size ({self.micro_batch_size})"
+            )
+        return self
+
+    @property
+    def micro(self) -> int:
+        return self.micro_batch_size or self.batch_size
+
+    @property
+    def accumulation(self) -> int:
+        return self.batch_size // self.micro
+
+    def trajectory(self) -> dict:
+        """Settings that change the training trajectory: resuming under different ones is refused."""
+        return self.model_dump(
+            mode="json",
+            exclude={"save_every_steps", "keep_checkpoints", "log_every_steps", "tensorboard", "epochs",
+                     "max_steps", "eval_every_steps", "nonfinite_patience", "compile"},
+        )

@@ -1,0 +1,65 @@
+"""Generation probes during training: stop as soon as the model says what it should."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from openrecipe.config.common import Identity
+from openrecipe.train.config import Probe, ProbeSettings
+
+
+@dataclass
+class ProbeResult:
+    prompt: str
+    reply: str
+    passed: bool
+
+
+def build_probes(settings: ProbeSettings, identity: Identity | None) -> list[Probe]:
+    """Held-out identity questions (English and Chinese) plus the user's own probes."""
+    probes = list(settings.extra)
+    if settings.identity and identity is not None:
+        from openrecipe.data.identity import identity_eval_items
+
+        by_language: dict[str, list] = {}
+        for item in identity_eval_items(identity):
+            if item.negative_of is None:
+                by_language.setdefault(item.language, []).append(item)
+        for items in by_language.values():
+            probes.append(Probe(prompt=items[0].question, expect=[identity.name],
+                                reject=["SmolLM", "Hugging Face"] if identity.name != "SmolLM" else []))
+    return probes
+
+
+def passes(reply: str, probe: Probe) -> bool:
+    lowered = reply.lower()
+    return all(expected.lower() in lowered for expected in probe.expect) and not any(
+        bad.lower() in lowered for bad in probe.reject
+    )
+
+
+@torch.no_grad()
+def run_probes(model, tokenizer, probes: list[Probe], system_prompt: str | None, device: torch.device,
+               autocast, max_new_tokens: int) -> list[ProbeResult]:
+    """Greedy replies; model mode and RNG state are restored so probing never changes the trajectory."""
+    from openrecipe.models.generation import GenerationSettings, build_messages, generate_texts
+    from openrecipe.models.loading import LoadedModel
+
+    if not probes:
+        return []
+    rng = torch.get_rng_state()
+    was_training = model.training
+    model.eval()
+    model.config.use_cache = True
+    try:
+        loaded = LoadedModel(model, tokenizer, None, device, torch.float32)  # type: ignore[arg-type]
+        with autocast:
+            replies = generate_texts(loaded, [build_messages(p.prompt, system_prompt) for p in probes],
+                                     GenerationSettings(max_new_tokens=max_new_tokens), batch_size=len(probes))
+    finally:
+        model.config.use_cache = False
+        model.train(was_training)
+        torch.set_rng_state(rng)
+    return [ProbeResult(p.prompt, reply, passes(reply, p)) for p, reply in zip(probes, replies, strict=True)]
