@@ -73,6 +73,13 @@ class StageContext:
             return self.artifact(reference[len(STAGE_REF_PREFIX) :], "model")
         return reference
 
+    def resolve_path(self, path: str | Path) -> Path:
+        """Relative paths in a recipe are relative to the recipe file (then to the working folder)."""
+        path = Path(path).expanduser()
+        if not path.is_absolute() and self.recipe_dir is not None and (self.recipe_dir / path).exists():
+            return self.recipe_dir / path
+        return path
+
     def artifact(self, stage_id: str, name: str) -> str:
         result = self.results.get(stage_id)
         if result is None:

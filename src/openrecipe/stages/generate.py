@@ -39,7 +39,7 @@ def run_generate(context: StageContext, config: GenerateStage) -> StageResult:
     system = config.system_prompt if config.system_prompt is not None else context.system_prompt
     conversations = [build_messages(prompt, system) for prompt in config.prompts]
     if config.input is not None:
-        conversations += read_prompt_file(config.input, system)
+        conversations += read_prompt_file(context.resolve_path(config.input), system)
     loaded = load_model(context.resolve_model(config.model))
     settings = GenerationSettings(
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=context.seed

@@ -25,6 +25,7 @@ from openrecipe.errors import OpenRecipeError, RunInterrupted
 from openrecipe.models.device import pick_device
 from openrecipe.train.batching import TrainData, collate, epoch_order, steps_per_epoch, trainable_tokens
 from openrecipe.train.config import ProbeSettings, TrainSettings
+from openrecipe.train.forward import TrainedTokenLoss
 from openrecipe.train.model_setup import TrainModel, load_for_training
 from openrecipe.train.probes import build_probes, run_probes
 from openrecipe.train.schedule import lr_at
@@ -77,16 +78,16 @@ class _Signals:
             signal.signal(number, handler)
 
 
-def _token_loss_sum(model, batch: dict[str, torch.Tensor], autocast) -> torch.Tensor:
-    labels = batch["labels"]
-    inputs = {key: value for key, value in batch.items() if key != "labels"}
+def _token_loss_sum(module, batch: dict[str, torch.Tensor], autocast) -> torch.Tensor:
+    """Summed cross-entropy over trained tokens (`module` is a TrainedTokenLoss, maybe DDP-wrapped)."""
     with autocast:
-        logits = model(**inputs, use_cache=False).logits
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
-    return torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
-    )
+        return module(**batch)
+
+
+def _micro_batches(examples: list, size: int) -> list[list]:
+    """Group similar lengths into the same micro-batch: less padding, same summed loss."""
+    ordered = sorted(examples, key=lambda example: len(example["input_ids"]))
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
 
 @torch.no_grad()
@@ -148,7 +149,7 @@ def train(job: TrainJob) -> TrainOutcome:
     named = trainee.trainable_parameters()
     optimizer = torch.optim.AdamW(list(named.values()), lr=settings.learning_rate, betas=settings.betas,
                                   weight_decay=settings.weight_decay)
-    model = trainee.model
+    model = TrainedTokenLoss(trainee.model)
     if settings.compile:
         model = torch.compile(model)
     if world > 1:
@@ -223,12 +224,12 @@ def train(job: TrainJob) -> TrainOutcome:
         accelerator.wait_for_everyone()
 
     probes = build_probes(job.probes, job.identity) if job.probes is not None else []
-    unwrapped = accelerator.unwrap_model(model) if world > 1 else trainee.model
+    unwrapped = trainee.model
     eval_every = settings.eval_every_steps or per_epoch
     probe_every = (job.probes.every_steps if job.probes and job.probes.every_steps else per_epoch)
     from openrecipe.utils.peak import flops_per_token, measured_peak_flops
 
-    config = unwrapped.config if hasattr(unwrapped, "config") else trainee.model.config
+    config = trainee.model.config
     num_params = sum(p.numel() for p in trainee.model.parameters())
     peak = measured_peak_flops(device) * world if trainee.autocast_dtype is not None else None
     probe_log: list[dict[str, Any]] = []
@@ -252,7 +253,7 @@ def train(job: TrainJob) -> TrainOutcome:
             global_tokens = max(1, trainable_tokens(batch_examples))
             step_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            micro_batches = [local[i : i + settings.micro] for i in range(0, len(local), settings.micro)]
+            micro_batches = _micro_batches(local, settings.micro)
             for position, chunk in enumerate(micro_batches):
                 batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
                 last = position == len(micro_batches) - 1
