@@ -231,7 +231,8 @@ def train(job: TrainJob) -> TrainOutcome:
 
     config = trainee.model.config
     num_params = sum(p.numel() for p in trainee.model.parameters())
-    peak = measured_peak_flops(device) * world if trainee.autocast_dtype is not None else None
+    # MFU against the measured matmul peak of the precision actually used (bf16 units or fp32).
+    peak = measured_peak_flops(device, trainee.autocast_dtype or torch.float32) * world
     probe_log: list[dict[str, Any]] = []
     orders: dict[int, list] = {}
     started = time.perf_counter()

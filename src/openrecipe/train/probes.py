@@ -23,13 +23,17 @@ def build_probes(settings: ProbeSettings, identity: Identity | None) -> list[Pro
     if settings.identity and identity is not None:
         from openrecipe.data.identity import identity_eval_items
 
-        by_language: dict[str, list] = {}
+        reject = ["SmolLM", "Hugging Face"] if identity.name != "SmolLM" else []
+        per_language: dict[str, int] = {}
         for item in identity_eval_items(identity):
-            if item.negative_of is None:
-                by_language.setdefault(item.language, []).append(item)
-        for items in by_language.values():
-            probes.append(Probe(prompt=items[0].question, expect=[identity.name],
-                                reject=["SmolLM", "Hugging Face"] if identity.name != "SmolLM" else []))
+            if item.negative_of is not None:
+                if not any(p.prompt == item.question for p in probes) and item.language == "en":
+                    probes.append(Probe(prompt=item.question, expect=[identity.name], reject=reject))
+                continue
+            if per_language.get(item.language, 0) < 2:  # two held-out phrasings per language
+                per_language[item.language] = per_language.get(item.language, 0) + 1
+                probes.append(Probe(prompt=item.question, expect=[identity.name, identity.organization],
+                                    reject=reject))
     return probes
 
 
