@@ -76,18 +76,24 @@ def assistant_char_spans(tokenizer, messages: Sequence[dict[str, str]]) -> tuple
     return full, spans
 
 
+def _labels_from_spans(input_ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]],
+                       train_on: str) -> list[int]:
+    if train_on == "all":
+        return list(input_ids)
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for position, (start, _) in enumerate(offsets):
+        for span_start, span_end in spans:
+            if span_start <= start < span_end:
+                labels[position] = input_ids[position]
+                break
+    return labels
+
+
 def tokenize_chat(tokenizer, messages: Sequence[dict[str, str]], train_on: str = "assistant") -> tuple[list[int], list[int]]:
     """input_ids and labels (IGNORE_INDEX where no loss) for one conversation."""
     text, spans = assistant_char_spans(tokenizer, messages)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids: list[int] = encoded["input_ids"]
-    if train_on == "all":
-        return input_ids, list(input_ids)
-    labels = [IGNORE_INDEX] * len(input_ids)
-    for position, (start, _) in enumerate(encoded["offset_mapping"]):
-        if any(span_start <= start < span_end for span_start, span_end in spans):
-            labels[position] = input_ids[position]
-    return input_ids, labels
+    return encoded["input_ids"], _labels_from_spans(encoded["input_ids"], encoded["offset_mapping"], spans, train_on)
 
 
 def tokenize_conversations(
@@ -96,31 +102,40 @@ def tokenize_conversations(
     config: TokenizeConfig,
     *,
     system_prompt: str | None = None,
+    chunk_size: int = 1024,
 ) -> tuple[list[dict[str, list[int]]], TokenizeStats]:
-    """Tokenize, apply the over-length policy, drop examples with nothing to learn; every drop counted."""
+    """Tokenize (in batches, through the fast tokenizer), apply the over-length policy, drop examples
+    with nothing to learn; every drop counted."""
     stats = TokenizeStats()
     examples: list[dict[str, list[int]]] = []
-    for number, messages in enumerate(conversations):
-        stats.examples_in += 1
-        input_ids, labels = tokenize_chat(tokenizer, with_system_prompt(messages, system_prompt), config.train_on)
-        if len(input_ids) > config.max_length:
-            if config.overlength == "error":
-                raise OpenRecipeError(
-                    f"example {number} has {len(input_ids)} tokens, more than max_length={config.max_length}",
-                    fix="raise max_length, or set overlength: truncate or drop",
-                )
-            if config.overlength == "drop":
-                stats.dropped["overlength"] += 1
+    rendered = [assistant_char_spans(tokenizer, with_system_prompt(m, system_prompt)) for m in conversations]
+    for chunk_start in range(0, len(rendered), chunk_size):
+        chunk = rendered[chunk_start : chunk_start + chunk_size]
+        encoded = tokenizer([text for text, _ in chunk], add_special_tokens=False, return_offsets_mapping=True)
+        for offset, ((_, spans), input_ids, offsets) in enumerate(
+            zip(chunk, encoded["input_ids"], encoded["offset_mapping"], strict=True)
+        ):
+            number = chunk_start + offset
+            stats.examples_in += 1
+            labels = _labels_from_spans(input_ids, offsets, spans, config.train_on)
+            if len(input_ids) > config.max_length:
+                if config.overlength == "error":
+                    raise OpenRecipeError(
+                        f"example {number} has {len(input_ids)} tokens, more than max_length={config.max_length}",
+                        fix="raise max_length, or set overlength: truncate or drop",
+                    )
+                if config.overlength == "drop":
+                    stats.dropped["overlength"] += 1
+                    continue
+                input_ids, labels = input_ids[: config.max_length], labels[: config.max_length]
+                stats.truncated += 1
+            trainable = sum(label != IGNORE_INDEX for label in labels)
+            if trainable == 0:
+                stats.dropped["no_trainable_tokens"] += 1
                 continue
-            input_ids, labels = input_ids[: config.max_length], labels[: config.max_length]
-            stats.truncated += 1
-        trainable = sum(label != IGNORE_INDEX for label in labels)
-        if trainable == 0:
-            stats.dropped["no_trainable_tokens"] += 1
-            continue
-        stats.tokens += len(input_ids)
-        stats.trainable_tokens += trainable
-        examples.append({"input_ids": input_ids, "labels": labels})
+            stats.tokens += len(input_ids)
+            stats.trainable_tokens += trainable
+            examples.append({"input_ids": list(input_ids), "labels": labels})
     stats.examples_out = len(examples)
     if config.pack:
         examples = pack_examples(examples, config.max_length)
