@@ -131,7 +131,8 @@ def clean_records(records: list[Record], config: CleanConfig) -> tuple[list[Reco
     seen_exact: dict[str, str] = {}
     lsh = MinHashLSH(threshold=config.near_dedup_threshold, num_perm=config.num_perm) if config.near_dedup else None
     # The random permutations depend only on (num_perm, seed): build them once, not per record.
-    permutations = MinHash(num_perm=config.num_perm, seed=1, hashfunc=_hash32).permutations
+    template = MinHash(num_perm=config.num_perm, seed=1, hashfunc=_hash32)
+    permutations, scheme = template.permutations, template.scheme
     for number, record in enumerate(records):
         text = record.content_text()
         length = len(text.strip())
@@ -152,7 +153,8 @@ def clean_records(records: list[Record], config: CleanConfig) -> tuple[list[Reco
                 continue
             seen_exact[digest] = record.where
         if lsh is not None:
-            signature = MinHash(num_perm=config.num_perm, seed=1, hashfunc=_hash32, permutations=permutations)
+            signature = MinHash(num_perm=config.num_perm, seed=1, hashfunc=_hash32, permutations=permutations,
+                                scheme=scheme)
             signature.update_batch(list(_shingles(key, config.shingle_size)))
             similar = lsh.query(signature)
             if similar:
