@@ -1,0 +1,46 @@
+"""`openrecipe serve`: an OpenAI-compatible server, safe by default."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Serve a model with an OpenAI-compatible API (127.0.0.1 unless told otherwise).")(serve)
+
+
+def serve(
+    model: str = typer.Argument(..., help="Any model reference: default, folder, adapter, .gguf, hub id."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; non-loopback needs --api-key."),
+    port: int = typer.Option(8000, "--port"),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="OPENRECIPE_API_KEY",
+                                       help="Require 'Authorization: Bearer KEY' on every endpoint but /health."),
+    engine: str = typer.Option("transformers", "--engine", help="transformers, llamacpp (GGUF) or vllm (GPU)."),
+    model_name: str | None = typer.Option(None, "--model-name", help="Model id clients send (default: folder name)."),
+    system_prompt: str | None = typer.Option(None, "--system", help="System prompt for requests without one."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="Browser origin allowed to call the API (repeat)."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Larger request bodies get 413."),
+    max_tokens_cap: int = typer.Option(1024, "--max-tokens-cap", help="Requests asking for more get 400."),
+    default_max_tokens: int = typer.Option(256, "--default-max-tokens", help="max_tokens when a request omits it."),
+    max_concurrent: int = typer.Option(32, "--max-concurrent", help="In-flight requests beyond this get 429."),
+    max_batch_size: int = typer.Option(8, "--max-batch-size", help="Requests decoded together in one batch."),
+    decode_chunk: int = typer.Option(8, "--decode-chunk", help="Tokens per batch turn before switching batches."),
+    request_timeout: float = typer.Option(300.0, "--request-timeout", help="Seconds before a request gets 504."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+) -> None:
+    from openrecipe.config.loading import validate_config
+    from openrecipe.serve.config import ServeSettings
+    from openrecipe.serve.run import serve as run_server
+
+    settings = validate_config(ServeSettings, {
+        "model": model, "host": host, "port": port, "api_key": api_key, "engine": engine, "model_name": model_name,
+        "system_prompt": system_prompt, "cors_origins": cors_origin, "max_body_bytes": max_body_bytes,
+        "max_tokens_cap": max_tokens_cap, "default_max_tokens": default_max_tokens, "max_concurrent": max_concurrent,
+        "max_batch_size": max_batch_size, "decode_chunk": decode_chunk, "request_timeout_s": request_timeout,
+        "device": device, "dtype": dtype, "trust_remote_code": trust_remote_code,
+    }, source="command line")
+    typer.echo(f"serving {settings.model} on http://{settings.host}:{settings.port}/v1 "
+               f"({'API key required' if settings.api_key else 'no API key: loopback only'})")
+    run_server(settings)

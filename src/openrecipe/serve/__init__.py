@@ -1,0 +1,1 @@
+"""Private deployment: an OpenAI-compatible server, safe by default, batching concurrent requests."""

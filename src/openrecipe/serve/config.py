@@ -1,0 +1,49 @@
+"""Server settings; every one is also a `openrecipe serve` flag."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, model_validator
+
+from openrecipe.config.base import StrictModel
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeSettings(StrictModel):
+    model: str
+    model_name: str | None = Field(None, description="Id clients use in `model` (default: the folder/file name)")
+    engine: str = "transformers"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: str | None = Field(None, min_length=8)
+    system_prompt: str | None = None
+    cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed to call the API")
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_tokens_cap: int = Field(1024, ge=1, description="Upper bound on max_tokens for any request")
+    default_max_tokens: int = Field(256, ge=1)
+    max_concurrent: int = Field(32, ge=1, description="In-flight requests beyond this get 429")
+    max_batch_size: int = Field(8, ge=1)
+    request_timeout_s: float = Field(300.0, gt=0)
+    decode_chunk: int = Field(8, ge=1, description="Tokens decoded per batch before switching to another batch")
+    log_bodies: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _safe(self) -> ServeSettings:
+        if not is_loopback(self.host) and not self.api_key:
+            raise ValueError(
+                f"refusing to listen on {self.host} without an API key: anyone on the network could use the model; "
+                "pass --api-key (or set OPENRECIPE_API_KEY), or keep --host 127.0.0.1"
+            )
+        return self

@@ -1,0 +1,41 @@
+"""Start the server: build the engine, the app, and run uvicorn with graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from openrecipe.serve.config import ServeSettings
+
+
+def default_model_id(model: str) -> str:
+    if model == "default":
+        return "default"
+    path = Path(model)
+    return path.stem if path.suffix == ".gguf" else path.name or model
+
+
+def build(settings: ServeSettings):
+    from openrecipe.serve.app import create_app
+    from openrecipe.serve.engines import ENGINES
+
+    factory = ENGINES.get(settings.engine)
+    options = {"model_id": settings.model_name or default_model_id(settings.model)}
+    if settings.engine == "transformers":
+        options.update(max_batch_size=settings.max_batch_size, decode_chunk=settings.decode_chunk,
+                       device=settings.device, dtype=settings.dtype, trust_remote_code=settings.trust_remote_code)
+    engine = factory(settings.model, **options)
+    return create_app(settings, engine), engine
+
+
+def serve(settings: ServeSettings) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app, engine = build(settings)
+    try:
+        # uvicorn handles SIGTERM/SIGINT: stops accepting, lets in-flight requests finish, then exits.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=30)
+    finally:
+        engine.close()

@@ -1,0 +1,60 @@
+"""A real uvicorn server on a loopback port, serving the tiny model."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+
+from openrecipe.serve.config import ServeSettings
+from openrecipe.serve.run import build
+
+API_KEY = "test-key-123456"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(**overrides):
+    port = free_port()
+    settings = ServeSettings(**{"model": overrides.pop("model"), "port": port, "model_name": "tiny", **overrides})
+    app, engine = build(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    try:
+        yield base, engine
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    with running_server(model=str(tiny_model_dir), api_key=API_KEY, max_tokens_cap=64, max_body_bytes=20_000) as s:
+        yield s
+
+
+@pytest.fixture
+def client(server):
+    from openai import OpenAI
+
+    base, _ = server
+    return OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0, timeout=60)
