@@ -109,7 +109,12 @@ class TransformersEngine:
             waiting = [r for r in waiting if not r.cancelled.is_set() or self._finish_cancelled(r)]
             try:
                 if waiting:
-                    live.append(self._prefill(waiting))
+                    fresh = self._prefill(waiting)
+                    target = next((b for b in live if self._mergeable(b, fresh)), None)
+                    if target is not None:
+                        self._merge_into(target, fresh)  # continuous batching: join the running batch
+                    else:
+                        live.append(fresh)
                 if live:
                     batch = live.popleft()
                     if self._decode(batch):
@@ -155,6 +160,38 @@ class TransformersEngine:
         self._stats["requests"] += len(requests)
         self._stats["max_batch_size_seen"] = max(self._stats["max_batch_size_seen"], len(requests))
         return _Batch(rows, cache, attention, positions[:, -1:], logits)
+
+    def _prune(self, batch: _Batch) -> None:
+        """Drop finished rows so their slots can be reused."""
+        alive = [index for index, row in enumerate(batch.rows) if not row.done]
+        if len(alive) == len(batch.rows) or not alive:
+            return
+        index = torch.tensor(alive, device=batch.attention.device)
+        batch.cache.batch_select_indices(index)
+        batch.rows = [batch.rows[i] for i in alive]
+        batch.attention, batch.positions = batch.attention[index], batch.positions[index]
+        batch.next_logits = batch.next_logits[index]
+
+    def _mergeable(self, live: _Batch, fresh: _Batch) -> bool:
+        self._prune(live)
+        plain = all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "keys", None) is not None
+                    for cache in (live.cache, fresh.cache) for layer in cache.layers)
+        return plain and len(live.rows) + len(fresh.rows) <= self.max_batch_size
+
+    def _merge_into(self, live: _Batch, fresh: _Batch) -> None:
+        """Left-pad the shorter KV cache and stack the rows: one batch, one forward per token."""
+        pad = torch.nn.functional.pad
+        length = max(live.attention.shape[1], fresh.attention.shape[1])
+        grow_live, grow_fresh = length - live.attention.shape[1], length - fresh.attention.shape[1]
+        for mine, theirs in zip(live.cache.layers, fresh.cache.layers, strict=True):
+            mine.keys = torch.cat([pad(mine.keys, (0, 0, grow_live, 0)), pad(theirs.keys, (0, 0, grow_fresh, 0))])
+            mine.values = torch.cat([pad(mine.values, (0, 0, grow_live, 0)),
+                                     pad(theirs.values, (0, 0, grow_fresh, 0))])
+        live.attention = torch.cat([pad(live.attention, (grow_live, 0)), pad(fresh.attention, (grow_fresh, 0))])
+        live.positions = torch.cat([live.positions, fresh.positions])
+        live.next_logits = torch.cat([live.next_logits, fresh.next_logits])
+        live.rows += fresh.rows
+        self._stats["max_batch_size_seen"] = max(self._stats["max_batch_size_seen"], len(live.rows))
 
     def _pick(self, row: _Row, logits: torch.Tensor) -> int:
         request = row.request
