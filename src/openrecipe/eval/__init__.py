@@ -1,0 +1,1 @@
+"""Evaluation: test sets, metrics, a per-domain leaderboard of every variant, reports."""

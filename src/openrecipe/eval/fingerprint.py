@@ -1,0 +1,41 @@
+"""Content fingerprints of models, cached by (path, size, mtime) so re-runs do not re-hash gigabytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from openrecipe.utils.fs import atomic_write_json, openrecipe_home
+from openrecipe.utils.hashing import sha256_file, sha256_json
+
+
+def file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    index_path = openrecipe_home() / "digests.json"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        index = {}
+    if key not in index:
+        index[key] = sha256_file(path)
+        atomic_write_json(index_path, index)
+    return index[key]
+
+
+def model_fingerprint(reference: str) -> str:
+    from openrecipe.models.loading import model_source_path
+    from openrecipe.models.refs import resolve_model_ref
+
+    ref = resolve_model_ref(reference)
+    if ref.kind == "hub":
+        return f"hub:{reference}"
+    parts = []
+    current = ref
+    while current is not None:
+        path = model_source_path(current) if current.kind == "default" else current.path
+        assert path is not None
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        parts.append({str(p.relative_to(path) if path.is_dir() else p.name): file_digest(p) for p in files})
+        current = current.base
+    return sha256_json(parts)

@@ -1,0 +1,85 @@
+"""`eval` stage: score every variant (base+prompt first, then trained/merged/quantized) per domain."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import Field
+
+from openrecipe.config.base import StrictModel
+from openrecipe.errors import OpenRecipeError
+from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.utils.fs import atomic_write_json, atomic_write_text
+
+
+class VariantSpec(StrictModel):
+    name: str = Field(min_length=1)
+    model: str = Field(description="'base', 'stage:<id>', 'stage:<id>/<artifact>' or any model reference")
+    system_prompt: str | None = Field(None, description="Defaults to the recipe's; '' means none")
+
+
+class EvalStage(StageConfig):
+    kind: Literal["eval"] = "eval"
+    variants: list[VariantSpec] = Field(min_length=1)
+    tests: list[str] = Field(default_factory=list, description="Test files (JSONL, CSV, YAML, .txt for perplexity)")
+    identity: bool = Field(True, description="Add the held-out identity test set when the recipe has an identity")
+    baseline: str | None = Field(None, description="The prompting-only variant the others are compared with")
+    batch_size: int = Field(8, ge=1)
+
+
+def resolve_variant_model(context: StageContext, model: str) -> str:
+    """`stage:<id>/<artifact>` names a specific artifact (e.g. stage:quantize/int8)."""
+    if model.startswith("stage:") and "/" in model:
+        stage_id, artifact = model[len("stage:") :].split("/", 1)
+        return context.artifact(stage_id, artifact)
+    return context.resolve_model(model)
+
+
+@stage_kind(EvalStage, "Per-domain leaderboard of every variant")
+def run_eval(context: StageContext, config: EvalStage) -> StageResult:
+    from openrecipe.eval.leaderboard import build_leaderboard, compare_to_baseline, format_cell, to_markdown
+    from openrecipe.eval.runner import Variant, evaluate_variant
+    from openrecipe.eval.testsets import identity_test_set, load_test_set
+
+    names = [v.name for v in config.variants]
+    if len(set(names)) != len(names):
+        raise OpenRecipeError("variant names must be unique")
+    if config.baseline is not None and config.baseline not in names:
+        raise OpenRecipeError(f"baseline {config.baseline!r} is not one of the variants: {', '.join(names)}")
+    items = []
+    for test in config.tests:
+        items += load_test_set(context.resolve_path(test))
+    if config.identity and context.identity is not None:
+        items += identity_test_set(context.identity.name, context.identity.organization)
+    if not items:
+        raise OpenRecipeError("no test items: give `tests:` or an identity")
+    outcomes = []
+    for spec in config.variants:
+        system = context.system_prompt if spec.system_prompt is None else (spec.system_prompt or None)
+        variant = Variant(spec.name, resolve_variant_model(context, spec.model), system)
+        outcome = evaluate_variant(variant, items, batch_size=config.batch_size)
+        outcomes.append(outcome)
+        took = "cached" if outcome["cache_hit"] else f"{outcome['seconds']:.1f} s"
+        context.console.print(f"  {spec.name}: {took}")
+    board = build_leaderboard(outcomes, seed=context.seed)
+    comparison = compare_to_baseline(board, config.baseline) if config.baseline else []
+    atomic_write_json(context.stage_dir / "leaderboard.json", {**board, "baseline": config.baseline,
+                                                                "versus_baseline": comparison})
+    atomic_write_text(context.stage_dir / "leaderboard.md", to_markdown(board))
+    atomic_write_text(context.stage_dir / "predictions.jsonl", "".join(
+        json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n" for o in outcomes for r in o["results"]))
+    from rich.table import Table
+
+    table = Table(title="leaderboard")
+    table.add_column("variant")
+    for domain in board["domains"]:
+        table.add_column(domain)
+    for row in board["rows"]:
+        table.add_row(row["variant"], *[format_cell(row["cells"].get(d)) for d in board["domains"]])
+    context.console.print(table)
+    return StageResult(
+        metrics={"leaderboard": board, "versus_baseline": comparison},
+        artifacts={"leaderboard": str(context.stage_dir / "leaderboard.json"),
+                   "predictions": str(context.stage_dir / "predictions.jsonl")},
+    )
