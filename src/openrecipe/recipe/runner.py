@@ -78,11 +78,14 @@ def run_recipe(
             report.update(status="failed", seconds=round(time.perf_counter() - started, 3))
             atomic_write_json(run_dir / "report.json", report)
             raise
+        # Kind and duration ride along with the metrics so later stages (the report) can show them.
+        result.metrics.setdefault("_kind", stage.kind)
+        result.metrics.setdefault("_seconds", round(time.perf_counter() - stage_start, 3))
         results[stage.id] = result
         entry.update(
             status="ok",
             seconds=round(time.perf_counter() - stage_start, 3),
-            metrics=result.metrics,
+            metrics={k: v for k, v in result.metrics.items() if not k.startswith("_")},
             artifacts={name: _relative(path, run_dir) for name, path in result.artifacts.items()},
         )
         atomic_write_json(run_dir / "report.json", report)

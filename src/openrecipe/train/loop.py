@@ -163,7 +163,8 @@ def train(job: TrainJob) -> TrainOutcome:
     fault = fault_from_env()
     manager = CheckpointManager(job.out_dir / "checkpoints", keep=settings.keep_checkpoints, fault_hook=fault)
     state: dict[str, Any] = {"step": 0, "tokens_seen": 0, "nonfinite_steps": 0, "consecutive_nonfinite": 0,
-                             "best_eval_loss": None, "best_step": None, "finished": False, "stop_reason": None}
+                             "best_eval_loss": None, "best_step": None, "finished": False, "stop_reason": None,
+                             "train_seconds": 0.0}
     resumed_from = None
     if is_main:
         for name in manager.clean_temporary():
@@ -282,6 +283,7 @@ def train(job: TrainJob) -> TrainOutcome:
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - step_start
             train_seconds += seconds
+            state["train_seconds"] = state.get("train_seconds", 0.0) + seconds  # across resumes
             tokens = sum(len(example["input_ids"]) for example in batch_examples)
             state["tokens_seen"] += tokens
             state["step"] = step + 1
@@ -330,7 +332,7 @@ def train(job: TrainJob) -> TrainOutcome:
         (job.out_dir / "probes.json").write_text(json.dumps(probe_log, ensure_ascii=False, indent=1))
     metrics = {"steps": state["step"], "total_steps": total_steps, "epochs": round(state["step"] / per_epoch, 3),
                "tokens_seen": state["tokens_seen"], "nonfinite_steps": state["nonfinite_steps"],
-               "train_seconds": round(train_seconds, 2), "wall_seconds": round(time.perf_counter() - started, 2),
+               "train_seconds": round(state.get("train_seconds", train_seconds), 2), "wall_seconds": round(time.perf_counter() - started, 2),
                "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from,
                "best_eval_loss": state["best_eval_loss"], "best_step": state["best_step"]}
     if metrics_path.exists():
