@@ -15,6 +15,7 @@ from openrecipe.data.validation import DataError, Rejections, validate_messages
 
 @dataclass
 class TestItem:
+    __test__ = False  # not a pytest test class
     id: str
     domain: str
     metric: str
