@@ -10,7 +10,14 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from openrecipe import __version__
-from openrecipe.cli import data_commands, eval_commands, model_commands, recipe_commands, serve_commands
+from openrecipe.cli import (
+    data_commands,
+    eval_commands,
+    model_commands,
+    publish_commands,
+    recipe_commands,
+    serve_commands,
+)
 from openrecipe.errors import OpenRecipeError, RunInterrupted
 
 EXIT_INTERNAL = 1
@@ -84,6 +91,7 @@ recipe_commands.register(app)
 data_commands.register(app)
 serve_commands.register(app)
 eval_commands.register(app)
+publish_commands.register(app)
 
 
 def main() -> None:

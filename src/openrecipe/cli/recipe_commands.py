@@ -44,12 +44,21 @@ def run(
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<recipe name>)."),
     force: bool = typer.Option(False, "--force", help="Resume training even if trajectory settings changed."),
     extend: bool = typer.Option(False, "--extend", help="Continue a finished training stage to more steps/epochs."),
+    detach: bool = typer.Option(False, "--detach", help="Run in the background (see `jobs`, `logs`, `stop`)."),
 ) -> None:
     from openrecipe.recipe.runner import run_recipe
     from openrecipe.recipe.schema import load_recipe
 
     loaded = load_recipe(recipe, overrides or [])
     run_dir = out or Path("runs") / loaded.name
+    if detach:
+        from openrecipe.cli.publish_commands import start_detached
+
+        argv = ["run", str(recipe.resolve()), *(overrides or []), "--out", str(run_dir.resolve())]
+        argv += ["--force"] * force + ["--extend"] * extend
+        pid = start_detached(argv, run_dir)
+        console.print(f"running in the background (pid {pid}); follow with: openrecipe logs {run_dir} -f")
+        return
     report = run_recipe(
         loaded, run_dir, recipe_dir=recipe.resolve().parent, console=console,
         options={"force": force, "extend": extend},

@@ -2,25 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from openrecipe.utils.fs import atomic_write_json, openrecipe_home
-from openrecipe.utils.hashing import sha256_file, sha256_json
-
-
-def file_digest(path: Path) -> str:
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    index_path = openrecipe_home() / "digests.json"
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        index = {}
-    if key not in index:
-        index[key] = sha256_file(path)
-        atomic_write_json(index_path, index)
-    return index[key]
+from openrecipe.utils.hashing import cached_sha256_file, sha256_json
 
 
 def model_fingerprint(reference: str) -> str:
@@ -36,6 +18,6 @@ def model_fingerprint(reference: str) -> str:
         path = model_source_path(current) if current.kind == "default" else current.path
         assert path is not None
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        parts.append({str(p.relative_to(path) if path.is_dir() else p.name): file_digest(p) for p in files})
+        parts.append({str(p.relative_to(path) if path.is_dir() else p.name): cached_sha256_file(p) for p in files})
         current = current.base
     return sha256_json(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from pathlib import Path
@@ -11,6 +12,15 @@ import yaml
 from rich.console import Console
 
 from openrecipe.errors import OpenRecipeError, RunInterrupted
+from openrecipe.provenance.manifest import (
+    code_version,
+    git_commit,
+    hash_path,
+    input_files,
+    package_versions,
+    platform_info,
+)
+from openrecipe.utils.hashing import sha256_json
 from openrecipe.recipe.schema import RecipeBase
 from openrecipe.stages.base import STAGE_KINDS, StageContext, StageResult
 from openrecipe.utils.fs import atomic_write_json, atomic_write_text
@@ -82,6 +92,8 @@ def run_recipe(
         result.metrics.setdefault("_kind", stage.kind)
         result.metrics.setdefault("_seconds", round(time.perf_counter() - stage_start, 3))
         results[stage.id] = result
+        atomic_write_json(stage_dir / STAGE_RECORD, {"key": keys[stage.id], "metrics": result.metrics,
+                                                     "artifacts": result.artifacts})
         entry.update(
             status="ok",
             seconds=round(time.perf_counter() - stage_start, 3),
@@ -92,4 +104,51 @@ def run_recipe(
         console.print(f"[green]✓[/green] {stage.id} in {entry['seconds']:.1f} s")
     report.update(status="ok", seconds=round(time.perf_counter() - started, 3))
     atomic_write_json(run_dir / "report.json", report)
+    atomic_write_json(run_dir / "manifest.json", _manifest(recipe, run_dir, recipe_dir, inputs, results, keys))
     return report
+
+
+STAGE_RECORD = ".stage.json"
+
+
+def _resolve(text: str, recipe_dir: Path | None) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_absolute() and recipe_dir is not None and (recipe_dir / path).exists():
+        return recipe_dir / path
+    return path
+
+
+def _cached_result(stage_dir: Path, key: str) -> StageResult | None:
+    """A stage whose inputs are unchanged and whose artifacts all still exist is not run again."""
+    record_path = stage_dir / STAGE_RECORD
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if record.get("key") != key or not all(Path(p).exists() for p in record.get("artifacts", {}).values()):
+        return None
+    return StageResult(metrics=record.get("metrics", {}), artifacts=record.get("artifacts", {}))
+
+
+def _manifest(recipe: RecipeBase, run_dir: Path, recipe_dir: Path | None, inputs: dict[str, Any],
+              results: dict[str, StageResult], keys: dict[str, str]) -> dict[str, Any]:
+    artifacts = {}
+    for stage_id, result in results.items():
+        for name, path in result.artifacts.items():
+            target = Path(path)
+            if target.exists():
+                artifacts[f"{stage_id}/{name}"] = {"path": _relative(path, run_dir), "sha256": hash_path(target)}
+    return {
+        "recipe": recipe.model_dump(mode="json", exclude_none=True),
+        "recipe_dir": str(recipe_dir) if recipe_dir else None,
+        "seed": recipe.seed,
+        "packages": package_versions(),
+        "platform": platform_info(),
+        "code_version": code_version(),
+        "git_commit": git_commit(recipe_dir) if recipe_dir else None,
+        "inputs": inputs,
+        "stage_keys": keys,
+        "artifacts": artifacts,
+    }

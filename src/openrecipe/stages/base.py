@@ -32,7 +32,7 @@ class StageConfig(StrictModel):
 
         def walk(value: Any) -> None:
             if isinstance(value, str) and value.startswith(STAGE_REF_PREFIX):
-                found.append(value[len(STAGE_REF_PREFIX) :])
+                found.append(value[len(STAGE_REF_PREFIX) :].split("/", 1)[0])  # stage:<id>/<artifact>
             elif isinstance(value, dict):
                 for item in value.values():
                     walk(item)

@@ -1,0 +1,1 @@
+"""Exports: GGUF files for llama.cpp/Ollama, and an Ollama Modelfile."""

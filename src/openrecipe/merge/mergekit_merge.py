@@ -1,0 +1,145 @@
+"""Merge with mergekit (linear, slerp, ties, dare_ties, task_arithmetic). Adapters are merged into their
+base with PEFT first; a pre-flight check refuses models that cannot be merged, before mergekit runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from openrecipe.config.base import StrictModel
+from openrecipe.errors import OpenRecipeError
+from openrecipe.utils.fs import atomic_directory
+
+MergeMethod = Literal["linear", "slerp", "ties", "dare_ties", "task_arithmetic"]
+NEEDS_BASE = {"slerp", "ties", "dare_ties", "task_arithmetic"}
+
+
+class MergeInput(StrictModel):
+    model: str
+    weight: float = 1.0
+    density: float | None = Field(None, gt=0, le=1, description="ties/dare_ties: share of each delta kept")
+
+
+class MergeSettings(StrictModel):
+    method: MergeMethod = "linear"
+    base: str | None = Field(None, description="Base model (required for slerp, ties, dare_ties, task_arithmetic)")
+    models: list[MergeInput] = Field(min_length=1)
+    t: float = Field(0.5, ge=0, le=1, description="slerp interpolation factor")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    @model_validator(mode="after")
+    def _shape(self) -> MergeSettings:
+        if self.method in NEEDS_BASE and not self.base:
+            raise ValueError(f"method {self.method} needs `base`")
+        if self.method == "slerp" and len(self.models) != 1:
+            raise ValueError("slerp merges the base with exactly one other model")
+        if self.method == "linear" and len(self.models) + (1 if self.base else 0) < 2:
+            raise ValueError("linear needs at least two models")
+        return self
+
+
+def materialize(reference: str, workdir: Path) -> Path:
+    """A plain HF folder for any reference: adapters are merged into their base with PEFT."""
+    from openrecipe.models.loading import load_model, model_source_path
+    from openrecipe.models.refs import resolve_model_ref
+
+    ref = resolve_model_ref(reference)
+    if ref.kind in ("default", "hf_folder"):
+        return model_source_path(ref)  # type: ignore[return-value]
+    loaded = load_model(ref, device="cpu", dtype="float32", merge_adapter=True)
+    if getattr(loaded.model, "hf_quantizer", None) is not None:
+        loaded.model.hf_quantizer.remove_quantization_config(loaded.model)
+    target = workdir / f"model-{len(list(workdir.iterdir()))}"
+    loaded.model.save_pretrained(str(target))
+    loaded.tokenizer.save_pretrained(str(target))
+    return target
+
+
+def preflight(folders: list[Path]) -> None:
+    """Same architecture, same tensor shapes, same vocabulary — or a clear refusal."""
+    from safetensors import safe_open
+    from transformers import AutoTokenizer
+
+    def describe(folder: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+        config = json.loads((folder / "config.json").read_text())
+        shapes: dict[str, tuple[int, ...]] = {}
+        for file in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(file), "pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        return config, shapes
+
+    reference, reference_shapes = describe(folders[0])
+    reference_vocab = AutoTokenizer.from_pretrained(str(folders[0])).get_vocab()
+    for folder in folders[1:]:
+        config, shapes = describe(folder)
+        if config.get("architectures") != reference.get("architectures"):
+            raise OpenRecipeError(f"cannot merge {folder} into {folders[0]}: architectures differ "
+                                  f"({config.get('architectures')} vs {reference.get('architectures')})",
+                                  fix="merge only models fine-tuned from the same base")
+        if shapes != reference_shapes:
+            differing = sorted(k for k in set(shapes) | set(reference_shapes) if shapes.get(k) != reference_shapes.get(k))
+            raise OpenRecipeError(f"cannot merge {folder} into {folders[0]}: tensor shapes differ "
+                                  f"(first: {differing[0]} {shapes.get(differing[0])} vs {reference_shapes.get(differing[0])})",
+                                  fix="merge only models of the same size and architecture")
+        if AutoTokenizer.from_pretrained(str(folder)).get_vocab() != reference_vocab:
+            raise OpenRecipeError(f"cannot merge {folder} into {folders[0]}: the tokenizers' vocabularies differ",
+                                  fix="merge only models that share a tokenizer")
+
+
+def _mergekit_config(settings: MergeSettings, base: Path | None, inputs: list[tuple[MergeInput, Path]]) -> dict:
+    if settings.method == "slerp":
+        other = inputs[0][1]
+        return {"merge_method": "slerp", "base_model": str(base), "dtype": settings.dtype,
+                "slices": [{"sources": [{"model": str(base), "layer_range": [0, _layers(base)]},
+                                        {"model": str(other), "layer_range": [0, _layers(base)]}]}],
+                "parameters": {"t": settings.t}}
+    models = []
+    for spec, path in inputs:
+        parameters: dict[str, Any] = {"weight": spec.weight}
+        if settings.method in ("ties", "dare_ties"):
+            parameters["density"] = spec.density if spec.density is not None else 0.5
+        models.append({"model": str(path), "parameters": parameters})
+    config: dict[str, Any] = {"merge_method": settings.method, "dtype": settings.dtype, "models": models}
+    if base is not None:
+        config["base_model"] = str(base)
+        if settings.method == "linear":
+            config["models"].append({"model": str(base), "parameters": {"weight": 1.0}})
+            config.pop("base_model")
+    return config
+
+
+def _layers(folder: Path) -> int:
+    return int(json.loads((folder / "config.json").read_text())["num_hidden_layers"])
+
+
+def run_merge(settings: MergeSettings, out: Path) -> dict[str, Any]:
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import MergeOptions
+    from mergekit.merge import run_merge as mergekit_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        base = materialize(settings.base, workdir) if settings.base else None
+        inputs = [(spec, materialize(spec.model, workdir)) for spec in settings.models]
+        folders = ([base] if base else []) + [path for _, path in inputs]
+        preflight(folders)
+        config = _mergekit_config(settings, base, inputs)
+        with atomic_directory(out, overwrite=True) as target:
+            mergekit_run(MergeConfiguration.model_validate(yaml.safe_load(yaml.safe_dump(config))), str(target),
+                         MergeOptions(copy_tokenizer=True, lazy_unpickle=False, allow_crimes=False))
+            for file in target.iterdir():
+                os.chmod(file, 0o644)  # mergekit writes 0600
+            (target / "mergekit_config.yml").write_text(yaml.safe_dump(config))
+            # The fine-tuned model's tokenizer files carry the chat template it was trained with.
+            tokenizer_source = inputs[0][1]
+            for name in ("chat_template.jinja", "tokenizer_config.json", "tokenizer.json", "openrecipe.json"):
+                if (tokenizer_source / name).is_file():
+                    (target / name).write_bytes((tokenizer_source / name).read_bytes())
+    return {"method": settings.method, "inputs": [s.model for s in settings.models], "base": settings.base}

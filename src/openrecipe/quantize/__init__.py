@@ -1,0 +1,1 @@
+"""Weight quantization inside transformers (torchao), saved as safetensors that reload anywhere."""

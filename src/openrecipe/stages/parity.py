@@ -1,0 +1,147 @@
+"""`parity` stage: run one fixed probe set through every artifact of the run and compare each with the
+reference model: exact-match of greedy replies, next-token KL on held-out text, perplexity delta, size,
+decode speed. A regression past a threshold fails the stage naming the artifact and the metric."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from openrecipe.config.base import StrictModel
+from openrecipe.errors import OpenRecipeError
+from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.evaluate import resolve_variant_model
+from openrecipe.utils.fs import atomic_write_json, atomic_write_text
+
+
+class ArtifactSpec(StrictModel):
+    name: str
+    model: str
+
+
+class Thresholds(StrictModel):
+    min_exact_match: float = Field(0.25, ge=0, le=1)
+    max_perplexity_increase_pct: float = Field(60.0, ge=0)
+    max_mean_kl: float = Field(1.0, ge=0)
+
+
+class ParityStage(StageConfig):
+    kind: Literal["parity"] = "parity"
+    reference: str = Field(description="The model every artifact should still behave like (e.g. stage:sft)")
+    artifacts: list[ArtifactSpec] = Field(min_length=1)
+    prompts: list[str] = Field(default_factory=lambda: ["What is the capital of France?"])
+    identity_prompts: bool = Field(True, description="Add held-out identity questions")
+    heldout: str | None = Field(None, description="Held-out text for KL and perplexity")
+    max_new_tokens: int = Field(32, ge=1)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    on_regression: Literal["fail", "warn"] = "fail"
+
+
+def _size_bytes(path: str) -> int | None:
+    target = Path(path)
+    if target.is_file():
+        return target.stat().st_size
+    if target.is_dir():
+        return sum(p.stat().st_size for p in target.rglob("*") if p.suffix in (".safetensors", ".bin", ".gguf"))
+    return None
+
+
+@torch.inference_mode()
+def _log_probs(loaded, text_ids: list[list[int]]) -> list[torch.Tensor]:
+    out = []
+    for ids in text_ids:
+        tensor = torch.tensor([ids], device=loaded.device)
+        out.append(torch.log_softmax(loaded.model(input_ids=tensor, use_cache=False).logits[0, :-1].float(), -1))
+    return out
+
+
+def _measure(loaded, conversations, text_ids, max_new_tokens: int) -> dict[str, Any]:
+    from openrecipe.models.generation import GenerationSettings, generate_texts
+
+    start = time.perf_counter()
+    replies = generate_texts(loaded, conversations, GenerationSettings(max_new_tokens=max_new_tokens), batch_size=1)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) + 1 for r in replies)
+    return {"replies": replies, "decode_tokens_per_s": tokens / seconds, "log_probs": _log_probs(loaded, text_ids)}
+
+
+@stage_kind(ParityStage, "Export parity: does every artifact still behave like the trained model?")
+def run_parity(context: StageContext, config: ParityStage) -> StageResult:
+    from openrecipe.data.identity import identity_eval_items
+    from openrecipe.models.generation import build_messages
+    from openrecipe.models.loading import load_model
+
+    prompts = list(config.prompts)
+    if config.identity_prompts and context.identity is not None:
+        prompts += [i.question for i in identity_eval_items(context.identity) if i.negative_of is None][:4]
+    conversations = [build_messages(p, context.system_prompt) for p in prompts]
+    reference_path = resolve_variant_model(context, config.reference)
+    reference = load_model(reference_path, dtype="float32")
+    text = context.resolve_path(config.heldout).read_text(encoding="utf-8") if config.heldout else ""
+    text_ids = [reference.tokenizer(part, add_special_tokens=False)["input_ids"][:256]
+                for part in text.split("\n\n") if part.strip()]
+    base = _measure(reference, conversations, text_ids, config.max_new_tokens)
+    del reference
+    rows: list[dict[str, Any]] = []
+    reference_nll = sum(-float(lp.gather(-1, torch.tensor(ids[1:])[:, None]).sum())
+                        for lp, ids in zip(base["log_probs"], text_ids, strict=True))
+    count = sum(len(ids) - 1 for ids in text_ids)
+    reference_ppl = math.exp(reference_nll / count) if count else float("nan")
+    rows.append({"artifact": "reference", "model": reference_path, "exact_match": 1.0, "mean_kl": 0.0,
+                 "perplexity": reference_ppl, "perplexity_delta_pct": 0.0,
+                 "size_bytes": _size_bytes(reference_path), "decode_tokens_per_s": base["decode_tokens_per_s"]})
+    for spec in config.artifacts:
+        path = resolve_variant_model(context, spec.model)
+        loaded = load_model(path, dtype="float32")
+        measured = _measure(loaded, conversations, text_ids, config.max_new_tokens)
+        matches = sum(a == b for a, b in zip(measured["replies"], base["replies"], strict=True)) / len(prompts)
+        kl_total, nll = 0.0, 0.0
+        for ref_lp, art_lp, ids in zip(base["log_probs"], measured["log_probs"], text_ids, strict=True):
+            kl_total += float((ref_lp.exp() * (ref_lp - art_lp)).sum())
+            nll -= float(art_lp.gather(-1, torch.tensor(ids[1:])[:, None]).sum())
+        ppl = math.exp(nll / count) if count else float("nan")
+        rows.append({"artifact": spec.name, "model": path, "exact_match": matches,
+                     "mean_kl": kl_total / count if count else float("nan"), "perplexity": ppl,
+                     "perplexity_delta_pct": 100 * (ppl / reference_ppl - 1) if count else float("nan"),
+                     "size_bytes": _size_bytes(path), "decode_tokens_per_s": measured["decode_tokens_per_s"],
+                     "replies": measured["replies"]})
+        del loaded
+    reference_size = rows[0]["size_bytes"] or 0
+    lines = ["| artifact | exact match | mean KL | perplexity | Δ ppl | size | size ratio | decode tok/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        size = row["size_bytes"] or 0
+        row["size_ratio"] = size / reference_size if reference_size else None
+        lines.append(f"| {row['artifact']} | {100 * row['exact_match']:.0f}% | {row['mean_kl']:.4f} | "
+                     f"{row['perplexity']:.2f} | {row['perplexity_delta_pct']:+.1f}% | {size / 1e6:.0f} MB | "
+                     f"{row['size_ratio'] or 0:.2f}x | {row['decode_tokens_per_s']:.1f} |")
+    atomic_write_json(context.stage_dir / "parity.json", {"prompts": prompts, "reference_replies": base["replies"],
+                                                          "rows": rows})
+    atomic_write_text(context.stage_dir / "parity.md", "\n".join(lines) + "\n")
+    for line in lines:
+        context.console.print(line, markup=False, highlight=False)
+    problems = []
+    limits = config.thresholds
+    for row in rows[1:]:
+        if row["exact_match"] < limits.min_exact_match:
+            problems.append(f"{row['artifact']}: exact match {100 * row['exact_match']:.0f}% < "
+                            f"{100 * limits.min_exact_match:.0f}%")
+        if row["perplexity_delta_pct"] > limits.max_perplexity_increase_pct:
+            problems.append(f"{row['artifact']}: perplexity +{row['perplexity_delta_pct']:.1f}% > "
+                            f"+{limits.max_perplexity_increase_pct}%")
+        if row["mean_kl"] > limits.max_mean_kl:
+            problems.append(f"{row['artifact']}: mean KL {row['mean_kl']:.3f} > {limits.max_mean_kl}")
+    if problems and config.on_regression == "fail":
+        raise OpenRecipeError("export parity regression: " + "; ".join(problems),
+                              fix="inspect parity.md; relax thresholds or drop the artifact")
+    for problem in problems:
+        context.console.print(f"[yellow]parity warning: {problem}[/yellow]")
+    return StageResult(metrics={"rows": [{k: v for k, v in r.items() if k != "replies"} for r in rows],
+                                "regressions": problems},
+                       artifacts={"parity": str(context.stage_dir / "parity.json"),
+                                  "parity_md": str(context.stage_dir / "parity.md")})
