@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from openrecipe import __version__
 from openrecipe.cli import (
+    artifact_commands,
     data_commands,
     eval_commands,
     model_commands,
@@ -32,7 +33,7 @@ class ErrorHandlingGroup(TyperGroup):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (click.exceptions.Exit, typer.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except OpenRecipeError as error:
             if debug:
@@ -92,6 +93,7 @@ data_commands.register(app)
 serve_commands.register(app)
 eval_commands.register(app)
 publish_commands.register(app)
+artifact_commands.register(app)
 
 
 def main() -> None:

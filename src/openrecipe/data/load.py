@@ -45,6 +45,8 @@ def detect_format(path: Path) -> str:
     if suffix in (".csv", ".xlsx", ".xlsm"):
         return "table"
     if suffix in (".json", ".jsonl"):
+        if not path.read_bytes().strip():
+            raise DataError("file is empty", where=str(path), fix="add data, or remove the file from the recipe")
         keys = _first_row_keys(path)
         for key, name in KEY_TO_FORMAT:
             if key in keys:

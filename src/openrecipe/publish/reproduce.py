@@ -11,7 +11,7 @@ from rich.console import Console
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.publish.bundle import verify_bundle
-from openrecipe.utils.hashing import sha256_tree
+from openrecipe.utils.hashing import sha256_file, sha256_tree
 
 
 def _leaderboards(report: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def reproduce(bundle: Path, out: Path, console: Console) -> list[dict[str, Any]]
     for stage in report["stages"]:
         if stage["kind"] == "clean":
             original = bundle / "data" / f"cleaned-{stage['id']}.jsonl"
-            same = original.is_file() and sha256_tree(original) == sha256_tree(out / stage["artifacts"]["data"])
+            same = original.is_file() and sha256_file(original) == sha256_file(out / stage["artifacts"]["data"])
             checks.append({"check": f"{stage['id']}: cleaned data identical", "passed": same,
                            "detail": "same SHA-256" if same else "differs"})
         if stage["kind"] in ("sft", "cpt") and stage["id"] == _final_training(report):

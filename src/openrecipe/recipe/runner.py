@@ -56,20 +56,45 @@ def run_recipe(
         "stages": [],
     }
     results: dict[str, StageResult] = {}
+    keys: dict[str, str] = {}
+    inputs: dict[str, Any] = {}
     started = time.perf_counter()
+    common = recipe.model_dump(mode="json", exclude={"stages", "name", "description"})
     for stage in recipe.stages:
         kind = STAGE_KINDS.get(stage.kind)
         stage_dir = run_dir / stage.id
         stage_dir.mkdir(parents=True, exist_ok=True)
+        files = input_files(stage.model_dump(mode="json"), lambda text: _resolve(text, recipe_dir))
+        files += input_files({"base": recipe.base_model}, lambda text: _resolve(text, recipe_dir))
+        for path in files:
+            inputs[str(path)] = hash_path(path)
+        # A stage is skipped when its config, the recipe-wide settings, its input files, the code and
+        # every upstream stage it reads are unchanged; a change anywhere upstream re-runs it.
+        keys[stage.id] = sha256_json({
+            "stage": stage.model_dump(mode="json"), "recipe": common, "code": code_version(),
+            "inputs": {_portable(path, recipe_dir): inputs[str(path)] for path in files},
+            "upstream": {ref: keys.get(ref) for ref in stage.stage_refs()},
+            "options": {k: v for k, v in (options or {}).items() if v},
+        })
+        cached = _cached_result(run_dir, stage_dir, keys[stage.id])
+        if cached is not None:
+            results[stage.id] = cached
+            report["stages"].append({"id": stage.id, "kind": stage.kind, "status": "cached", "seconds": 0.0,
+                                     "metrics": {k: v for k, v in cached.metrics.items() if not k.startswith("_")},
+                                     "artifacts": {n: _relative(p, run_dir) for n, p in cached.artifacts.items()}})
+            atomic_write_json(run_dir / "report.json", report)
+            console.print(f"[dim]✓ {stage.id} ({stage.kind}) unchanged — reusing its results[/dim]")
+            continue
         context = StageContext(
             run_dir=run_dir,
             stage_dir=stage_dir,
             seed=recipe.seed,
-            base_model=recipe.base_model,
+            base_model=_model_reference(recipe.base_model, recipe_dir),
             system_prompt=recipe.system_prompt,
             identity=recipe.identity,
             results=results,
             recipe_dir=recipe_dir,
+            recipe_name=recipe.name,
             options=options or {},
             console=console,
         )
@@ -92,8 +117,9 @@ def run_recipe(
         result.metrics.setdefault("_kind", stage.kind)
         result.metrics.setdefault("_seconds", round(time.perf_counter() - stage_start, 3))
         results[stage.id] = result
-        atomic_write_json(stage_dir / STAGE_RECORD, {"key": keys[stage.id], "metrics": result.metrics,
-                                                     "artifacts": result.artifacts})
+        atomic_write_json(stage_dir / STAGE_RECORD, {
+            "key": keys[stage.id], "metrics": result.metrics,
+            "artifacts": {name: _relative(path, run_dir) for name, path in result.artifacts.items()}})
         entry.update(
             status="ok",
             seconds=round(time.perf_counter() - stage_start, 3),
@@ -118,7 +144,24 @@ def _resolve(text: str, recipe_dir: Path | None) -> Path:
     return path
 
 
-def _cached_result(stage_dir: Path, key: str) -> StageResult | None:
+def _model_reference(reference: str, recipe_dir: Path | None) -> str:
+    """A relative model path in a recipe is relative to the recipe file (as data paths are)."""
+    if recipe_dir is not None and not Path(reference).is_absolute() and (recipe_dir / reference).exists():
+        return str(recipe_dir / reference)
+    return reference
+
+
+def _portable(path: Path, recipe_dir: Path | None) -> str:
+    """Input paths in cache keys are relative to the recipe, so a copied project stays cached."""
+    if recipe_dir is not None:
+        try:
+            return path.resolve().relative_to(recipe_dir.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _cached_result(run_dir: Path, stage_dir: Path, key: str) -> StageResult | None:
     """A stage whose inputs are unchanged and whose artifacts all still exist is not run again."""
     record_path = stage_dir / STAGE_RECORD
     if not record_path.is_file():
@@ -127,9 +170,10 @@ def _cached_result(stage_dir: Path, key: str) -> StageResult | None:
         record = json.loads(record_path.read_text())
     except json.JSONDecodeError:
         return None
-    if record.get("key") != key or not all(Path(p).exists() for p in record.get("artifacts", {}).values()):
+    artifacts = {name: str(run_dir / path) for name, path in record.get("artifacts", {}).items()}
+    if record.get("key") != key or not all(Path(p).exists() for p in artifacts.values()):
         return None
-    return StageResult(metrics=record.get("metrics", {}), artifacts=record.get("artifacts", {}))
+    return StageResult(metrics=record.get("metrics", {}), artifacts=artifacts)
 
 
 def _manifest(recipe: RecipeBase, run_dir: Path, recipe_dir: Path | None, inputs: dict[str, Any],

@@ -74,7 +74,7 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
     from openrecipe.merge.mergekit_merge import materialize
 
     folder = materialize(context.resolve_model(config.model), context.stage_dir)
-    name = config.name or context.run_dir.name
+    name = config.name or context.recipe_name or context.run_dir.name
     files = export_gguf(folder, context.stage_dir, config.gguf, name=name)
     artifacts = {f"gguf_{qtype}": row["path"] for qtype, row in files.items()}
     metrics = {f"gguf_{qtype}_mb": round(row["size_bytes"] / 1e6, 1) for qtype, row in files.items()}

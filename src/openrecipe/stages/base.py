@@ -63,6 +63,7 @@ class StageContext:
     results: dict[str, StageResult]
     recipe_dir: Path | None = None  # relative data paths in a recipe are relative to its file
     options: dict[str, Any] = field(default_factory=dict)  # run-wide flags: force, extend
+    recipe_name: str = ""
     console: Console = field(default_factory=Console)
 
     def resolve_model(self, reference: str) -> str:

@@ -47,7 +47,7 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
     assets = context.run_dir / "report_assets"
     assets.mkdir(exist_ok=True)
     images: list[str] = []
-    summary: dict[str, Any] = {"recipe": context.run_dir.name, "stages": [], "images": images, "commands": []}
+    summary: dict[str, Any] = {"recipe": context.recipe_name or context.run_dir.name, "stages": [], "images": images, "commands": []}
     evaluation: dict[str, Any] = {}
     for stage_id, result in context.results.items():
         summary["stages"].append({"id": stage_id, "kind": result.metrics.get("_kind", ""),

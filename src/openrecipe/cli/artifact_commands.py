@@ -1,0 +1,76 @@
+"""`merge`, `quantize`, `export`: the same components the recipe stages use, from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Merge models of one architecture with mergekit (linear, slerp, ties, dare_ties, "
+                     "task_arithmetic).")(merge)
+    app.command(help="INT8/INT4 weight-only quantization (torchao), saved as safetensors.")(quantize)
+    app.command(help="Export GGUF files (f16, q8_0, q4_0, q4_k_m, ...) and an Ollama Modelfile.")(export)
+
+
+def merge(
+    models: list[str] = typer.Option(..., "--models", "-m", help="Models (or adapters) to merge; repeat or list."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    method: str = typer.Option("linear", "--method"),
+    base: str | None = typer.Option(None, "--base", help="Base model (needed by slerp, ties, dare_ties, "
+                                                          "task_arithmetic)."),
+    weights: list[float] = typer.Option([], "--weight", help="One weight per model, in order."),
+    density: float | None = typer.Option(None, "--density", help="ties/dare_ties density."),
+    t: float = typer.Option(0.5, "--t", help="slerp factor."),
+) -> None:
+    from openrecipe.config.loading import validate_config
+    from openrecipe.errors import OpenRecipeError
+    from openrecipe.merge.mergekit_merge import MergeSettings, run_merge
+
+    if weights and len(weights) != len(models):
+        raise OpenRecipeError(f"{len(weights)} --weight values for {len(models)} models", fix="give one per model")
+    specs = [{"model": m, "weight": weights[i] if weights else 1.0, "density": density} for i, m in enumerate(models)]
+    settings = validate_config(MergeSettings, {"method": method, "base": base, "models": specs, "t": t},
+                               source="command line")
+    run_merge(settings, out)
+    console.print(f"merged {len(models)} model(s) with {method} into {out}")
+
+
+def quantize(
+    model: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", "-o"),
+    method: str = typer.Option("int8", "--method", help="int8 or int4."),
+) -> None:
+    from openrecipe.merge.mergekit_merge import materialize
+    from openrecipe.quantize.torchao_backend import quantize_folder
+
+    out.mkdir(parents=True, exist_ok=True)
+    quantize_folder(materialize(model, out), out / method, method)
+    console.print(f"wrote {out / method}")
+
+
+def export(
+    model: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", "-o"),
+    gguf: list[str] = typer.Option(["q8_0", "q4_0"], "--gguf", help="GGUF types (repeat)."),
+    name: str = typer.Option("model", "--name"),
+    system: str | None = typer.Option(None, "--system", help="SYSTEM line of the Ollama Modelfile."),
+) -> None:
+    from transformers import AutoTokenizer
+
+    from openrecipe.export.gguf_export import export_gguf
+    from openrecipe.export.ollama import write_modelfile
+    from openrecipe.merge.mergekit_merge import materialize
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = materialize(model, out)
+    files = export_gguf(folder, out, gguf, name=name)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    last = Path(files[gguf[-1]]["path"]).name
+    write_modelfile(out / "Modelfile", last, tokenizer.chat_template or "", system, tokenizer.eos_token or "")
+    for qtype, row in files.items():
+        console.print(f"{Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB")
