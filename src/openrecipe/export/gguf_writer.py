@@ -40,13 +40,14 @@ def _tensor_map(layers: int) -> dict[str, str]:
     return names
 
 
-def _pre_tokenizer(name: str) -> str:
+def _pre_tokenizer(name: str, tokens: list[str]) -> str:
+    """llama.cpp's name for the pre-tokenizer (how text is split before BPE)."""
     lowered = name.lower()
-    if "smollm" in lowered:
+    if "smollm" in lowered or tokens[:3] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] and len(tokens) == 49152:
         return "smollm"
     if "llama-3" in lowered or "llama3" in lowered:
         return "llama-bpe"
-    return "gpt2"
+    return "gpt-2"
 
 
 def _add_tokenizer(writer, folder: Path, tokenizer) -> None:
@@ -73,7 +74,7 @@ def _add_tokenizer(writer, folder: Path, tokenizer) -> None:
             types[index] = gguf.TokenType.UNUSED
     merges = [" ".join(merge) if isinstance(merge, list) else merge for merge in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(_pre_tokenizer(f"{getattr(tokenizer, 'name_or_path', '')} {_model_name(folder)}"))
+    writer.add_tokenizer_pre(_pre_tokenizer(f"{getattr(tokenizer, 'name_or_path', '')} {_model_name(folder)}", tokens))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)

@@ -69,6 +69,8 @@ def _load_weights(ref: ModelRef, dtype: torch.dtype, trust_remote_code: bool):
         base = _load_weights(ref.base, dtype, trust_remote_code)
         return PeftModel.from_pretrained(base, str(ref.path))
     source = _source(ref)
+    if _is_prequantized(Path(source)):
+        dtype = "auto"  # quantized weights carry their own compute dtype (torchao: bf16)
     try:
         return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
     except ValueError as error:
@@ -78,6 +80,16 @@ def _load_weights(ref: ModelRef, dtype: torch.dtype, trust_remote_code: bool):
                 fix="re-run with --trust-remote-code if you trust its authors",
             ) from None
         raise OpenRecipeError(f"cannot load model {ref.name}: {error}") from None
+
+
+def _is_prequantized(folder: Path) -> bool:
+    import json
+
+    config = folder / "config.json"
+    try:
+        return folder.is_dir() and "quantization_config" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def load_model(

@@ -1,0 +1,70 @@
+import importlib.util
+
+import pytest
+import torch
+
+from openrecipe.errors import OpenRecipeError
+from openrecipe.export.gguf_export import export_gguf, read_back
+from openrecipe.export.ollama import modelfile
+from openrecipe.models.loading import load_model
+from openrecipe.quantize.torchao_backend import quantize_folder
+
+
+def logits(loaded, ids):
+    with torch.no_grad():
+        return loaded.model(input_ids=torch.tensor([ids], device=loaded.device)).logits[0].float()
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_quantize_save_reload_roundtrip(tmp_path, tiny_model_dir, method):
+    out = quantize_folder(tiny_model_dir, tmp_path / method, method)
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    quantized = load_model(str(out), dtype="float32")
+    original = load_model(str(tiny_model_dir), dtype="float32")
+    ids = [1, 50, 300, 4000, 12]
+    difference = (logits(quantized, ids) - logits(original, ids)).abs().mean() / logits(original, ids).abs().mean()
+    assert difference < (0.1 if method == "int8" else 0.5)
+
+
+def test_unknown_quantization_method(tmp_path, tiny_model_dir):
+    with pytest.raises(OpenRecipeError, match="unknown quantization method 'int3'"):
+        quantize_folder(tiny_model_dir, tmp_path / "x", "int3")
+
+
+def test_gguf_export_reads_back_and_loads_in_transformers(tmp_path, tiny_model_dir):
+    files = export_gguf(tiny_model_dir, tmp_path, ["f16", "q8_0", "q4_0"], name="tiny")
+    info = read_back(tmp_path / "tiny-q4_0.gguf")
+    assert info["architecture"] == "llama" and info["has_chat_template"]
+    assert info["tensor_types"]["Q4_0"] > 0 and info["tensor_types"]["F32"] > 0  # norms stay F32
+    assert files["q8_0"]["size_bytes"] < files["f16"]["size_bytes"]
+    from gguf import GGUFReader
+
+    names = {t.name for t in GGUFReader(str(tmp_path / "tiny-f16.gguf")).tensors}
+    assert {"token_embd.weight", "blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output_norm.weight"} <= names
+    original = load_model(str(tiny_model_dir), dtype="float32")
+    ids = [1, 50, 300, 4000, 12]
+    for qtype, tolerance in (("f16", 1e-2), ("q8_0", 5e-2)):
+        loaded = load_model(str(tmp_path / f"tiny-{qtype}.gguf"), dtype="float32")
+        torch.testing.assert_close(logits(loaded, ids), logits(original, ids), atol=tolerance, rtol=0)
+        assert loaded.tokenizer.chat_template == original.tokenizer.chat_template
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_llama_cpp_quantizes_and_runs_the_export(tmp_path, tiny_model_dir):
+    from llama_cpp import Llama
+
+    export_gguf(tiny_model_dir, tmp_path, ["q8_0", "q4_k_m"], name="tiny")
+    assert read_back(tmp_path / "tiny-q4_k_m.gguf")["tensors"] > 0
+    llama = Llama(model_path=str(tmp_path / "tiny-q4_k_m.gguf"), n_ctx=128, verbose=False)
+    try:
+        out = llama.create_completion("hello", max_tokens=4, temperature=0)
+        assert out["usage"]["completion_tokens"] >= 1
+    finally:
+        llama.close()
+
+
+def test_modelfile_template_and_stops():
+    text = modelfile("m.gguf", "{{ '<|im_start|>' }}", "You are Nova.", "<|im_end|>")
+    assert text.startswith("FROM ./m.gguf")
+    assert 'PARAMETER stop "<|im_end|>"' in text and 'SYSTEM """You are Nova."""' in text
+    assert "<|im_start|>assistant" in text
