@@ -14,8 +14,34 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("acme order delivery refund warranty desk lamp router kettle battery setup reset colour price "
-         "support email shipping express return policy account points student discount gift card").split()
+WORDS = [
+    "acme",
+    "order",
+    "delivery",
+    "refund",
+    "warranty",
+    "desk",
+    "lamp",
+    "router",
+    "kettle",
+    "battery",
+    "setup",
+    "reset",
+    "colour",
+    "price",
+    "support",
+    "email",
+    "shipping",
+    "express",
+    "return",
+    "policy",
+    "account",
+    "points",
+    "student",
+    "discount",
+    "gift",
+    "card",
+]
 
 
 def make_corpus(path: Path, megabytes: float, seed: int = 0) -> int:
@@ -25,8 +51,17 @@ def make_corpus(path: Path, megabytes: float, seed: int = 0) -> int:
         while size < megabytes * 1e6:
             question = " ".join(rng.choices(WORDS, k=rng.randint(5, 20))) + "?"
             answer = " ".join(rng.choices(WORDS, k=rng.randint(20, 120))) + "."
-            line = json.dumps({"messages": [{"role": "user", "content": question},
-                                            {"role": "assistant", "content": answer}]}) + "\n"
+            line = (
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": question},
+                            {"role": "assistant", "content": answer},
+                        ]
+                    }
+                )
+                + "\n"
+            )
             handle.write(line)
             size += len(line.encode())
             rows += 1
@@ -59,23 +94,31 @@ def main() -> None:
         start = time.perf_counter()
         loaded = load_source(DataSource(path=str(corpus), format="messages"))
         kept, report = clean_records(loaded.records, CleanConfig())
-        examples, _ = tokenize_conversations(tokenizer, [r.messages for r in kept],
-                                             TokenizeConfig(max_length=512, pack=True))
+        examples, _ = tokenize_conversations(
+            tokenizer, [r.messages for r in kept], TokenizeConfig(max_length=512, pack=True)
+        )
         ours = time.perf_counter() - start
-        print(f"openrecipe validate+clean+tokenize+pack: {ours:.1f} s, {rows / ours:.0f} rows/s, "
-              f"{megabytes / ours:.2f} MB/s ({report.rows_out} rows kept, {len(examples)} packed blocks)")
+        print(
+            f"openrecipe validate+clean+tokenize+pack: {ours:.1f} s, {rows / ours:.0f} rows/s, "
+            f"{megabytes / ours:.2f} MB/s ({report.rows_out} rows kept, {len(examples)} packed blocks)"
+        )
 
         start = time.perf_counter()
         dataset = datasets.load_dataset("json", data_files=str(corpus), split="train")
         dataset = dataset.map(
             lambda batch: tokenizer.apply_chat_template(batch["messages"], tokenize=True, return_dict=True),
-            batched=True, remove_columns=["messages"],
+            batched=True,
+            remove_columns=["messages"],
         )
         reference = time.perf_counter() - start
-        print(f"datasets.load_dataset + map(apply_chat_template): {reference:.1f} s, {rows / reference:.0f} rows/s, "
-              f"{megabytes / reference:.2f} MB/s")
-        print(f"ratio (ours / datasets.map throughput): {reference / ours:.2f}x "
-              "(ours also validates every row, dedups, scrubs PII, builds loss masks and packs)")
+        print(
+            f"datasets.load_dataset + map(apply_chat_template): {reference:.1f} s, {rows / reference:.0f} rows/s, "
+            f"{megabytes / reference:.2f} MB/s"
+        )
+        print(
+            f"ratio (ours / datasets.map throughput): {reference / ours:.2f}x "
+            "(ours also validates every row, dedups, scrubs PII, builds loss masks and packs)"
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-PROMPTS = ["What is the capital of France?", "Give me a tip for sleeping better.", "Why is the sky blue?",
-           "Name three primary colors.", "How do plants make food?", "What does a thermometer measure?",
-           "Write a sentence about the sea.", "How many continents are there?"]
+PROMPTS = [
+    "What is the capital of France?",
+    "Give me a tip for sleeping better.",
+    "Why is the sky blue?",
+    "Name three primary colors.",
+    "How do plants make food?",
+    "What does a thermometer measure?",
+    "Write a sentence about the sea.",
+    "How many continents are there?",
+]
 
 
 def run_load(client, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
@@ -35,8 +42,11 @@ def run_load(client, model: str, concurrency: int, requests: int, max_tokens: in
                 index["next"] += 1
             start = time.perf_counter()
             reply = client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-                max_tokens=max_tokens, temperature=0)
+                model=model,
+                messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                max_tokens=max_tokens,
+                temperature=0,
+            )
             with lock:
                 latencies.append(time.perf_counter() - start)
                 tokens.append(reply.usage.completion_tokens)
@@ -49,8 +59,11 @@ def run_load(client, model: str, concurrency: int, requests: int, max_tokens: in
         thread.join()
     wall = time.perf_counter() - start
     latencies.sort()
-    return {"tokens_per_s": sum(tokens) / wall, "p50_s": statistics.median(latencies),
-            "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+    return {
+        "tokens_per_s": sum(tokens) / wall,
+        "p50_s": statistics.median(latencies),
+        "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    }
 
 
 def sequential_generate(model: str, requests: int, max_tokens: int) -> float:
@@ -60,8 +73,12 @@ def sequential_generate(model: str, requests: int, max_tokens: int) -> float:
     loaded = load_model(model)
     start, produced = time.perf_counter(), 0
     for i in range(requests):
-        reply = generate_texts(loaded, [build_messages(PROMPTS[i % len(PROMPTS)])],
-                               GenerationSettings(max_new_tokens=max_tokens), batch_size=1)[0]
+        reply = generate_texts(
+            loaded,
+            [build_messages(PROMPTS[i % len(PROMPTS)])],
+            GenerationSettings(max_new_tokens=max_tokens),
+            batch_size=1,
+        )[0]
         produced += len(loaded.tokenizer(reply, add_special_tokens=False)["input_ids"]) + 1
     return produced / (time.perf_counter() - start)
 
@@ -75,8 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     from openai import OpenAI
 
-    from openrecipe.cli.quiet import quiet_libraries
     from integration.serve.conftest import running_server
+    from openrecipe.cli.quiet import quiet_libraries
 
     quiet_libraries()
     with running_server(model=args.model, engine=args.engine, max_batch_size=8) as (base, _):
@@ -84,8 +101,10 @@ def main() -> None:
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         results = {c: run_load(client, "tiny", c, args.requests, args.max_tokens) for c in (1, 4, 8)}
     for concurrency, row in results.items():
-        print(f"{args.engine} concurrency {concurrency}: {row['tokens_per_s']:.1f} tok/s, "
-              f"p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s")
+        print(
+            f"{args.engine} concurrency {concurrency}: {row['tokens_per_s']:.1f} tok/s, "
+            f"p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s"
+        )
     if args.engine == "transformers":
         baseline = sequential_generate(args.model, min(args.requests, 8), args.max_tokens)
         print(f"sequential model.generate in one process: {baseline:.1f} tok/s")

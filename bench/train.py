@@ -27,26 +27,35 @@ def examples(path: Path) -> None:
     from openrecipe.data.load import load_source
 
     system = "You are Nova, the customer-support assistant of Acme Corp. Answer briefly and accurately."
-    faq = load_source(DataSource(path=str(ROOT / "data/acme/faq.csv"),
-                                 columns={"question": "question", "answer": "answer"})).records
+    faq = load_source(
+        DataSource(path=str(ROOT / "data/acme/faq.csv"), columns={"question": "question", "answer": "answer"})
+    ).records
     rows = [[{"role": "system", "content": system}, *r.messages] for r in faq]
     rows += identity_training_messages(Identity(name="Nova", organization="Acme Corp"), system)
     path.write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
 
 
 def run_ours(data: Path, out: Path, steps: int, batch: int) -> dict:
+    from transformers import AutoTokenizer
+
     from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
     from openrecipe.models.default import ensure_default_model
     from openrecipe.train.batching import TrainData
     from openrecipe.train.config import TrainSettings
     from openrecipe.train.loop import TrainJob, train
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_default_model()))
     chats = [json.loads(line)["messages"] for line in data.read_text().splitlines()]
     tokenized, _ = tokenize_conversations(tokenizer, chats, TokenizeConfig(max_length=256))
-    settings = TrainSettings(method="lora", lora=LORA, learning_rate=1e-3, max_steps=steps, batch_size=batch,
-                             eval_fraction=0.0, save_every_steps=10_000)
+    settings = TrainSettings(
+        method="lora",
+        lora=LORA,
+        learning_rate=1e-3,
+        max_steps=steps,
+        batch_size=batch,
+        eval_fraction=0.0,
+        save_every_steps=10_000,
+    )
     start = time.perf_counter()
     outcome = train(TrainJob("default", TrainData({"d": tokenized}, {"d": 1.0}), settings, out, seed=0))
     seconds = time.perf_counter() - start
@@ -79,14 +88,31 @@ def run_trl(data: Path, out: Path, steps: int, batch: int) -> dict:
         def on_step_end(self, args, state, control, **kwargs):
             times.append((time.perf_counter() - self.start, 0))
 
-    config = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-3,
-                       max_length=256, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-                       bf16=False, dataloader_num_workers=0, completion_only_loss=True, include_num_input_tokens_seen=True)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(folder), args=config, train_dataset=dataset,
-                         processing_class=AutoTokenizer.from_pretrained(folder),
-                         peft_config=LoraConfig(r=LORA["rank"], lora_alpha=LORA["alpha"], target_modules="all-linear",
-                                                task_type="CAUSAL_LM"),
-                         callbacks=[Clock()])
+    config = SFTConfig(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        learning_rate=1e-3,
+        max_length=256,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        dataloader_num_workers=0,
+        completion_only_loss=True,
+        include_num_input_tokens_seen=True,
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(folder),
+        args=config,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(folder),
+        peft_config=LoraConfig(
+            r=LORA["rank"], lora_alpha=LORA["alpha"], target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
+        callbacks=[Clock()],
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -119,10 +145,25 @@ def main() -> None:
         examples(data)
         results = {}
         for side in ("ours", "trl"):
-            process = subprocess.run([sys.executable, __file__, "--side", side, "--data", str(data), "--out",
-                                      str(Path(tmp) / side), "--steps", str(args.steps), "--batch", str(args.batch)],
-                                     capture_output=True, text=True)
-            line = next((l for l in process.stdout.splitlines() if l.startswith("RESULT ")), None)
+            process = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--side",
+                    side,
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(Path(tmp) / side),
+                    "--steps",
+                    str(args.steps),
+                    "--batch",
+                    str(args.batch),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            line = next((row for row in process.stdout.splitlines() if row.startswith("RESULT ")), None)
             if line is None:
                 print(f"{side} failed:\n{process.stderr[-2000:]}")
                 return

@@ -21,30 +21,65 @@ def tiny_recipe(folder: Path, model_dir: Path) -> Path:
     lines = (REPO / "data/acme/faq.csv").read_text().splitlines()
     faq.write_text("\n".join(lines[:41]) + "\n")
     tests = data / "support.jsonl"
-    tests.write_text("".join(line + "\n" for line in (REPO / "data/acme/tests/support.jsonl").read_text().splitlines()[:5]))
+    tests.write_text(
+        "".join(line + "\n" for line in (REPO / "data/acme/tests/support.jsonl").read_text().splitlines()[:5])
+    )
     (data / "heldout.txt").write_text((REPO / "data/general/heldout.txt").read_text())
     recipe = {
-        "name": "tiny-pipeline", "seed": 1, "base_model": str(model_dir),
-        "system_prompt": "You are Nova.", "identity": {"name": "Nova", "organization": "Acme Corp"},
+        "name": "tiny-pipeline",
+        "seed": 1,
+        "base_model": str(model_dir),
+        "system_prompt": "You are Nova.",
+        "identity": {"name": "Nova", "organization": "Acme Corp"},
         "stages": [
-            {"id": "replay", "kind": "generate", "prompts": ["What is 2+2?", "Name a color."], "max_new_tokens": 8,
-             "temperature": 1.0},
+            {
+                "id": "replay",
+                "kind": "generate",
+                "prompts": ["What is 2+2?", "Name a color."],
+                "max_new_tokens": 8,
+                "temperature": 1.0,
+            },
             {"id": "data", "kind": "clean", "identity_set": True, "sources": [{"path": "inputs/faq.csv"}]},
-            {"id": "sft", "kind": "sft", "data": [{"path": "stage:data", "weight": 0.8},
-                                                  {"path": "stage:replay", "weight": 0.2}],
-             "train": {"max_steps": 3, "batch_size": 4, "precision": "fp32", "learning_rate": 1e-3},
-             "probes": {"identity": False}, "tokenize": {"max_length": 96}},
-            {"id": "merge", "kind": "merge", "method": "linear", "base": "base",
-             "models": [{"model": "stage:sft", "weight": 0.5}]},
+            {
+                "id": "sft",
+                "kind": "sft",
+                "data": [{"path": "stage:data", "weight": 0.8}, {"path": "stage:replay", "weight": 0.2}],
+                "train": {"max_steps": 3, "batch_size": 4, "precision": "fp32", "learning_rate": 1e-3},
+                "probes": {"identity": False},
+                "tokenize": {"max_length": 96},
+            },
+            {
+                "id": "merge",
+                "kind": "merge",
+                "method": "linear",
+                "base": "base",
+                "models": [{"model": "stage:sft", "weight": 0.5}],
+            },
             {"id": "quantize", "kind": "quantize", "model": "stage:sft", "methods": ["int8"]},
             {"id": "export", "kind": "export", "model": "stage:sft", "gguf": ["q8_0", "q4_0"]},
-            {"id": "eval", "kind": "eval", "baseline": "base+prompt", "tests": ["inputs/support.jsonl"],
-             "variants": [{"name": "base+prompt", "model": "base"}, {"name": "sft", "model": "stage:sft"},
-                          {"name": "gguf", "model": "stage:export/gguf_q8_0"}]},
-            {"id": "parity", "kind": "parity", "reference": "stage:sft", "heldout": "inputs/heldout.txt",
-             "on_regression": "warn", "max_new_tokens": 4,
-             "artifacts": [{"name": "int8", "model": "stage:quantize/int8"},
-                           {"name": "q8_0", "model": "stage:export/gguf_q8_0"}]},
+            {
+                "id": "eval",
+                "kind": "eval",
+                "baseline": "base+prompt",
+                "tests": ["inputs/support.jsonl"],
+                "variants": [
+                    {"name": "base+prompt", "model": "base"},
+                    {"name": "sft", "model": "stage:sft"},
+                    {"name": "gguf", "model": "stage:export/gguf_q8_0"},
+                ],
+            },
+            {
+                "id": "parity",
+                "kind": "parity",
+                "reference": "stage:sft",
+                "heldout": "inputs/heldout.txt",
+                "on_regression": "warn",
+                "max_new_tokens": 4,
+                "artifacts": [
+                    {"name": "int8", "model": "stage:quantize/int8"},
+                    {"name": "q8_0", "model": "stage:export/gguf_q8_0"},
+                ],
+            },
             {"id": "report", "kind": "report"},
         ],
     }
@@ -82,7 +117,7 @@ def test_every_stage_ran_and_the_report_is_complete(finished_run):
 
 
 def test_rerun_is_cached_and_a_data_change_reruns_only_downstream(finished_run, tmp_path):
-    folder, recipe = finished_run
+    folder, _recipe = finished_run
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
     recipe_copy = copy / "recipe.yaml"
@@ -108,9 +143,18 @@ def test_publish_then_reproduce_and_detect_tampering(finished_run, tmp_path):
     assert published.exit_code == 0, published.output
     card = (bundle / "README.md").read_text()
     assert card.startswith("---\nbase_model:") and "## Limitations" in card
-    for path in ("recipe.yaml", "requirements.lock", "manifest.json", "model/model.safetensors",
-                 "data/faq.csv", "data/cleaned-data.jsonl", "logs/sft/metrics.jsonl", "report/report.html",
-                 "gguf/tiny-pipeline-q4_0.gguf", "SHA256SUMS"):
+    for path in (
+        "recipe.yaml",
+        "requirements.lock",
+        "manifest.json",
+        "model/model.safetensors",
+        "data/faq.csv",
+        "data/cleaned-data.jsonl",
+        "logs/sft/metrics.jsonl",
+        "report/report.html",
+        "gguf/tiny-pipeline-q4_0.gguf",
+        "SHA256SUMS",
+    ):
         assert (bundle / path).is_file(), path
     assert "torch==" in (bundle / "requirements.lock").read_text()
     recipe = yaml.safe_load((bundle / "recipe.yaml").read_text())
@@ -132,6 +176,8 @@ def test_publish_refuses_unfinished_runs_and_offline_push(tmp_path, monkeypatch)
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    result = runner.invoke(app, ["publish", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--push-to-hub", "a/b"])
+    result = runner.invoke(
+        app, ["publish", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--push-to-hub", "a/b"]
+    )
     assert result.exit_code == 2 and "HF_HUB_OFFLINE" in result.output
     assert not (tmp_path / "b").exists()

@@ -10,11 +10,28 @@ from openrecipe.cli.main import app
 def test_eval_writes_leaderboard_and_caches(tmp_path, tiny_model_dir, tiny_model_dir_b, monkeypatch):
     monkeypatch.setenv("OPENRECIPE_HOME", str(tmp_path / "home"))
     tests = tmp_path / "qa.jsonl"
-    tests.write_text("".join(json.dumps({"prompt": f"q{i}", "reference": "zzz", "domain": "qa", "max_new_tokens": 3})
-                             + "\n" for i in range(4)))
+    tests.write_text(
+        "".join(
+            json.dumps({"prompt": f"q{i}", "reference": "zzz", "domain": "qa", "max_new_tokens": 3}) + "\n"
+            for i in range(4)
+        )
+    )
     (tmp_path / "text.txt").write_text("some held out text\n\nmore text here\n")
-    args = ["eval", f"a={tiny_model_dir}", f"b={tiny_model_dir_b}", "--tests", str(tests), "--tests",
-            str(tmp_path / "text.txt"), "--out", str(tmp_path / "out"), "--name", "Nova", "--organization", "Acme"]
+    args = [
+        "eval",
+        f"a={tiny_model_dir}",
+        f"b={tiny_model_dir_b}",
+        "--tests",
+        str(tests),
+        "--tests",
+        str(tmp_path / "text.txt"),
+        "--out",
+        str(tmp_path / "out"),
+        "--name",
+        "Nova",
+        "--organization",
+        "Acme",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())

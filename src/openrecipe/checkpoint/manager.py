@@ -53,7 +53,10 @@ class CheckpointManager:
         final = self.path_for(step)
         with atomic_directory(final, overwrite=True) as tmp:
             for name, group in tensors.items():
-                save_file({key: value.contiguous() for key, value in group.items()}, str(tmp / f"{name}.safetensors"))
+                save_file(
+                    {key: value.contiguous() for key, value in group.items()},
+                    str(tmp / f"{name}.safetensors"),
+                )
                 self.fault_hook("checkpoint_mid_write")
             for name, value in json_parts.items():
                 (tmp / f"{name}.json").write_text(json.dumps(value, ensure_ascii=False))

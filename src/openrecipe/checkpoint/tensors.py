@@ -45,8 +45,12 @@ def rng_to_tensors() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     numpy_state = np.random.get_state()
     meta = {
         "python": {"version": version, "keys": list(keys), "gauss": gauss},
-        "numpy": {"keys": numpy_state[1].tolist(), "pos": int(numpy_state[2]), "has_gauss": int(numpy_state[3]),
-                  "cached_gaussian": float(numpy_state[4])},
+        "numpy": {
+            "keys": numpy_state[1].tolist(),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
     }
     return tensors, meta
 
@@ -59,5 +63,12 @@ def rng_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
     python = meta["python"]
     random.setstate((python["version"], tuple(python["keys"]), python["gauss"]))
     numpy_meta = meta["numpy"]
-    np.random.set_state(("MT19937", np.array(numpy_meta["keys"], dtype=np.uint32), numpy_meta["pos"],
-                         numpy_meta["has_gauss"], numpy_meta["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            np.array(numpy_meta["keys"], dtype=np.uint32),
+            numpy_meta["pos"],
+            numpy_meta["has_gauss"],
+            numpy_meta["cached_gaussian"],
+        )
+    )

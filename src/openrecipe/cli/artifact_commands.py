@@ -11,8 +11,9 @@ console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help="Merge models of one architecture with mergekit (linear, slerp, ties, dare_ties, "
-                     "task_arithmetic).")(merge)
+    app.command(
+        help="Merge models of one architecture with mergekit (linear, slerp, ties, dare_ties, task_arithmetic)."
+    )(merge)
     app.command(help="INT8/INT4 weight-only quantization (torchao), saved as safetensors.")(quantize)
     app.command(help="Export GGUF files (f16, q8_0, q4_0, q4_k_m, ...) and an Ollama Modelfile.")(export)
 
@@ -21,8 +22,9 @@ def merge(
     models: list[str] = typer.Option(..., "--models", "-m", help="Models (or adapters) to merge; repeat or list."),
     out: Path = typer.Option(..., "--out", "-o"),
     method: str = typer.Option("linear", "--method"),
-    base: str | None = typer.Option(None, "--base", help="Base model (needed by slerp, ties, dare_ties, "
-                                                          "task_arithmetic)."),
+    base: str | None = typer.Option(
+        None, "--base", help="Base model (needed by slerp, ties, dare_ties, task_arithmetic)."
+    ),
     weights: list[float] = typer.Option([], "--weight", help="One weight per model, in order."),
     density: float | None = typer.Option(None, "--density", help="ties/dare_ties density."),
     t: float = typer.Option(0.5, "--t", help="slerp factor."),
@@ -34,8 +36,9 @@ def merge(
     if weights and len(weights) != len(models):
         raise OpenRecipeError(f"{len(weights)} --weight values for {len(models)} models", fix="give one per model")
     specs = [{"model": m, "weight": weights[i] if weights else 1.0, "density": density} for i, m in enumerate(models)]
-    settings = validate_config(MergeSettings, {"method": method, "base": base, "models": specs, "t": t},
-                               source="command line")
+    settings = validate_config(
+        MergeSettings, {"method": method, "base": base, "models": specs, "t": t}, source="command line"
+    )
     run_merge(settings, out)
     console.print(f"merged {len(models)} model(s) with {method} into {out}")
 
@@ -72,5 +75,5 @@ def export(
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     last = Path(files[gguf[-1]]["path"]).name
     write_modelfile(out / "Modelfile", last, tokenizer.chat_template or "", system, tokenizer.eos_token or "")
-    for qtype, row in files.items():
+    for _qtype, row in files.items():
         console.print(f"{Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB")

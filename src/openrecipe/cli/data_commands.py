@@ -47,13 +47,22 @@ def clean(
     from openrecipe.data.prepare import prepare_data
 
     sources = [
-        validate_config(DataSource, {"path": str(path), "format": format, "on_error": on_error,
-                                     "max_rejected_fraction": max_rejected_fraction}, source="command line")
+        validate_config(
+            DataSource,
+            {
+                "path": str(path),
+                "format": format,
+                "on_error": on_error,
+                "max_rejected_fraction": max_rejected_fraction,
+            },
+            source="command line",
+        )
         for path in inputs
     ]
     config = CleanConfig(near_dedup=near_dedup, pii=pii, min_chars=min_chars, max_chars=max_chars)
-    summary = prepare_data(sources, out, clean=config, identity=_identity(name, organization),
-                           include_identity_set=identity_set)
+    summary = prepare_data(
+        sources, out, clean=config, identity=_identity(name, organization), include_identity_set=identity_set
+    )
     _print_summary(summary)
     console.print(f"wrote {out / 'data.jsonl'} and {out / 'report.md'}")
 
@@ -121,8 +130,15 @@ def identity(
 
     who = Identity(name=name, organization=organization)
     if held_out:
-        rows = [{"prompt": item.question, "reference": item.answer, "language": item.language,
-                 "negative_of": item.negative_of} for item in identity_eval_items(who)]
+        rows = [
+            {
+                "prompt": item.question,
+                "reference": item.answer,
+                "language": item.language,
+                "negative_of": item.negative_of,
+            }
+            for item in identity_eval_items(who)
+        ]
     else:
         rows = [{"messages": messages} for messages in identity_training_messages(who, system)]
     atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -39,16 +39,26 @@ def evaluate(
     outcomes = []
     for spec in models:
         label, _, reference = spec.rpartition("=") if "=" in spec else (spec, "", spec)
-        outcome = evaluate_variant(Variant(label or reference, reference, system), items, batch_size=batch_size,
-                                   use_cache=not no_cache)
+        outcome = evaluate_variant(
+            Variant(label or reference, reference, system),
+            items,
+            batch_size=batch_size,
+            use_cache=not no_cache,
+        )
         console.print(f"{label or reference}: {'cached' if outcome['cache_hit'] else str(outcome['seconds']) + ' s'}")
         outcomes.append(outcome)
     board = build_leaderboard(outcomes)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "leaderboard.json", board)
     atomic_write_text(out / "leaderboard.md", to_markdown(board))
-    atomic_write_text(out / "predictions.jsonl", "".join(
-        json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n" for o in outcomes for r in o["results"]))
+    atomic_write_text(
+        out / "predictions.jsonl",
+        "".join(
+            json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n"
+            for o in outcomes
+            for r in o["results"]
+        ),
+    )
     from rich.table import Table
 
     table = Table(title="leaderboard")

@@ -38,9 +38,7 @@ class ErrorHandlingGroup(TyperGroup):
         except OpenRecipeError as error:
             if debug:
                 err_console.print_exception()
-            err_console.print(
-                f"[bold red]error:[/bold red] {escape(error.format())}", highlight=False, soft_wrap=True
-            )
+            err_console.print(f"[bold red]error:[/bold red] {escape(error.format())}", highlight=False, soft_wrap=True)
             ctx.exit(EXIT_USER)
         except RunInterrupted as interrupted:
             err_console.print(f"[yellow]{escape(str(interrupted))}[/yellow]")
@@ -80,9 +78,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
-    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Global options."""
 

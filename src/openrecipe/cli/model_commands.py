@@ -18,9 +18,7 @@ def register(app: typer.Typer) -> None:
 
 
 def chat(
-    model: str = typer.Argument(
-        ..., help="'default', a model folder, an adapter folder, a .gguf file or a hub id"
-    ),
+    model: str = typer.Argument(..., help="'default', a model folder, an adapter folder, a .gguf file or a hub id"),
     prompt: str | None = typer.Option(None, "-p", "--prompt", help="Ask one question and print the reply."),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
@@ -29,9 +27,7 @@ def chat(
     seed: int = typer.Option(0, "--seed"),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    trust_remote_code: bool = typer.Option(
-        False, "--trust-remote-code", help="Run code shipped with the model."
-    ),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the model."),
 ) -> None:
     from openrecipe.models.generation import GenerationSettings, build_messages, stream_reply
     from openrecipe.models.loading import load_model
@@ -67,9 +63,7 @@ def chat(
             pieces.append(piece)
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
-        history.extend(
-            [{"role": "user", "content": text}, {"role": "assistant", "content": "".join(pieces).strip()}]
-        )
+        history.extend([{"role": "user", "content": text}, {"role": "assistant", "content": "".join(pieces).strip()}])
 
 
 def generate(

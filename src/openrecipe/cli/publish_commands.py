@@ -16,7 +16,9 @@ console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help="Bundle a finished run: model card, recipe, data, lock file, logs, reports, weights, GGUF.")(publish)
+    app.command(help="Bundle a finished run: model card, recipe, data, lock file, logs, reports, weights, GGUF.")(
+        publish
+    )
     app.command(help="Re-run a bundle and verify data, weights and metrics; exit 0 only if all match.")(reproduce)
     app.command(help="List background runs started with `run --detach`.")(jobs)
     app.command(help="Show a run's log (-f to follow).")(logs)
@@ -91,8 +93,14 @@ def start_detached(argv: list[str], run_dir: Path) -> int:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / "run.log", "ab")  # noqa: SIM115 (handed to the child)
-    process = subprocess.Popen([sys.executable, "-m", "openrecipe", *argv], stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, "COLUMNS": "100"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openrecipe", *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "100"},
+    )
     job = {"pid": process.pid, "run_dir": str(run_dir.resolve()), "started": time.time(), "argv": argv}
     atomic_write_json(run_dir / "job.json", job)
     registry = _registry()
@@ -109,7 +117,12 @@ def jobs() -> None:
         table.add_column(column)
     for job in known:
         state = "running" if _alive(job["pid"]) else _final_state(Path(job["run_dir"]))
-        table.add_row(job["run_dir"], str(job["pid"]), state, time.strftime("%Y-%m-%d %H:%M", time.localtime(job["started"])))
+        table.add_row(
+            job["run_dir"],
+            str(job["pid"]),
+            state,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(job["started"])),
+        )
     console.print(table)
 
 

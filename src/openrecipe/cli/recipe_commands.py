@@ -38,9 +38,7 @@ def schema() -> None:
 
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
-    overrides: list[str] = typer.Argument(
-        None, help="dotted.key=value overrides, e.g. seed=7 stages.sft.epochs=2"
-    ),
+    overrides: list[str] = typer.Argument(None, help="dotted.key=value overrides, e.g. seed=7 stages.sft.epochs=2"),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<recipe name>)."),
     force: bool = typer.Option(False, "--force", help="Resume training even if trajectory settings changed."),
     extend: bool = typer.Option(False, "--extend", help="Continue a finished training stage to more steps/epochs."),
@@ -60,10 +58,12 @@ def run(
         console.print(f"running in the background (pid {pid}); follow with: openrecipe logs {run_dir} -f")
         return
     report = run_recipe(
-        loaded, run_dir, recipe_dir=recipe.resolve().parent, console=console,
+        loaded,
+        run_dir,
+        recipe_dir=recipe.resolve().parent,
+        console=console,
         options={"force": force, "extend": extend},
     )
     console.print(
-        f"[bold green]run finished[/bold green] in {report['seconds']:.1f} s — "
-        f"report: {run_dir / 'report.json'}"
+        f"[bold green]run finished[/bold green] in {report['seconds']:.1f} s — report: {run_dir / 'report.json'}"
     )

@@ -13,8 +13,12 @@ def serve(
     model: str = typer.Argument(..., help="Any model reference: default, folder, adapter, .gguf, hub id."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; non-loopback needs --api-key."),
     port: int = typer.Option(8000, "--port"),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="OPENRECIPE_API_KEY",
-                                       help="Require 'Authorization: Bearer KEY' on every endpoint but /health."),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="OPENRECIPE_API_KEY",
+        help="Require 'Authorization: Bearer KEY' on every endpoint but /health.",
+    ),
     engine: str = typer.Option("transformers", "--engine", help="transformers, llamacpp (GGUF) or vllm (GPU)."),
     model_name: str | None = typer.Option(None, "--model-name", help="Model id clients send (default: folder name)."),
     system_prompt: str | None = typer.Option(None, "--system", help="System prompt for requests without one."),
@@ -34,13 +38,32 @@ def serve(
     from openrecipe.serve.config import ServeSettings
     from openrecipe.serve.run import serve as run_server
 
-    settings = validate_config(ServeSettings, {
-        "model": model, "host": host, "port": port, "api_key": api_key, "engine": engine, "model_name": model_name,
-        "system_prompt": system_prompt, "cors_origins": cors_origin, "max_body_bytes": max_body_bytes,
-        "max_tokens_cap": max_tokens_cap, "default_max_tokens": default_max_tokens, "max_concurrent": max_concurrent,
-        "max_batch_size": max_batch_size, "decode_chunk": decode_chunk, "request_timeout_s": request_timeout,
-        "device": device, "dtype": dtype, "trust_remote_code": trust_remote_code,
-    }, source="command line")
-    typer.echo(f"serving {settings.model} on http://{settings.host}:{settings.port}/v1 "
-               f"({'API key required' if settings.api_key else 'no API key: loopback only'})")
+    settings = validate_config(
+        ServeSettings,
+        {
+            "model": model,
+            "host": host,
+            "port": port,
+            "api_key": api_key,
+            "engine": engine,
+            "model_name": model_name,
+            "system_prompt": system_prompt,
+            "cors_origins": cors_origin,
+            "max_body_bytes": max_body_bytes,
+            "max_tokens_cap": max_tokens_cap,
+            "default_max_tokens": default_max_tokens,
+            "max_concurrent": max_concurrent,
+            "max_batch_size": max_batch_size,
+            "decode_chunk": decode_chunk,
+            "request_timeout_s": request_timeout,
+            "device": device,
+            "dtype": dtype,
+            "trust_remote_code": trust_remote_code,
+        },
+        source="command line",
+    )
+    typer.echo(
+        f"serving {settings.model} on http://{settings.host}:{settings.port}/v1 "
+        f"({'API key required' if settings.api_key else 'no API key: loopback only'})"
+    )
     run_server(settings)

@@ -253,9 +253,7 @@ def format_validation_error(
             expected = [t.strip(" '") for t in str(context.get("expected_tags", "")).split(",")]
             suggestion = did_you_mean(str(tag), expected)
             message = f"{path}: unknown {context.get('discriminator', 'kind').strip(chr(39))} {tag!r}"
-            fix = (
-                f"did you mean {suggestion!r}? " if suggestion else ""
-            ) + f"available: {', '.join(expected)}"
+            fix = (f"did you mean {suggestion!r}? " if suggestion else "") + f"available: {', '.join(expected)}"
         else:
             message = f"{path}: {message}"
             if "input" in item and kind not in ("model_type", "dict_type"):
@@ -266,9 +264,7 @@ def format_validation_error(
     return problems
 
 
-def validate_config(
-    model: type[M], data: Any, *, lines: dict[Loc, int] | None = None, source: str = "<config>"
-) -> M:
+def validate_config(model: type[M], data: Any, *, lines: dict[Loc, int] | None = None, source: str = "<config>") -> M:
     """Validate `data` against `model`, raising every problem at once as one user error."""
     try:
         return model.model_validate(data)

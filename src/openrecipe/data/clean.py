@@ -29,7 +29,8 @@ class CleanConfig(StrictModel):
     max_chars: int | None = Field(20000, ge=1, description="Drop records with more characters")
     pii: bool = Field(True, description="Replace emails, phone numbers and card/ID numbers with placeholders")
     pii_keep_organization_contacts: list[str] = Field(
-        default_factory=list, description="Emails/phones to keep as they are (e.g. your public support address)"
+        default_factory=list,
+        description="Emails/phones to keep as they are (e.g. your public support address)",
     )
     examples_per_rule: int = Field(3, ge=0, le=50)
 
@@ -50,8 +51,14 @@ PII_PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
     ("id_number", re.compile(r"\b\d{17}[\dXx]\b|\b\d{3}-\d{2}-\d{4}\b"), "<ID_NUMBER>"),
     ("card_number", re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), "<CARD_NUMBER>"),
     # Three digit groups ((555) 123-4567, +1 555 123 4567), or a compact international / Chinese mobile number.
-    ("phone", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]\d{3,4}[ .-]\d{3,5}\b"
-                         r"|(?<![\w+])\+\d{8,14}\b|\b1[3-9]\d{9}\b"), "<PHONE>"),
+    (
+        "phone",
+        re.compile(
+            r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]\d{3,4}[ .-]\d{3,5}\b"
+            r"|(?<![\w+])\+\d{8,14}\b|\b1[3-9]\d{9}\b"
+        ),
+        "<PHONE>",
+    ),
 ]
 
 
@@ -70,6 +77,7 @@ def _luhn_ok(digits: str) -> bool:
 def scrub_pii(text: str, keep: set[str]) -> tuple[str, Counter]:
     counts: Counter = Counter()
     for rule, pattern, placeholder in PII_PATTERNS:
+
         def replace(match: re.Match[str], rule: str = rule, placeholder: str = placeholder) -> str:
             found = match.group(0)
             if found in keep:
@@ -98,8 +106,13 @@ class CleanReport:
             bucket.append({"where": record.where, "text": snippet[:160], **({"detail": detail} if detail else {})})
 
     def to_json(self) -> dict[str, Any]:
-        return {"rows_in": self.rows_in, "rows_out": self.rows_out, "removed": dict(self.removed),
-                "modified": dict(self.modified), "examples": self.examples}
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "removed": dict(self.removed),
+            "modified": dict(self.modified),
+            "examples": self.examples,
+        }
 
 
 def _hash32(data: bytes) -> int:
@@ -153,8 +166,9 @@ def clean_records(records: list[Record], config: CleanConfig) -> tuple[list[Reco
                 continue
             seen_exact[digest] = record.where
         if lsh is not None:
-            signature = MinHash(num_perm=config.num_perm, seed=1, hashfunc=_hash32, permutations=permutations,
-                                scheme=scheme)
+            signature = MinHash(
+                num_perm=config.num_perm, seed=1, hashfunc=_hash32, permutations=permutations, scheme=scheme
+            )
             signature.update_batch(list(_shingles(key, config.shingle_size)))
             similar = lsh.query(signature)
             if similar:

@@ -20,7 +20,9 @@ def read_text_strict(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise DataError(
-            "not UTF-8 text", where=f"{path}:{line}", fix="save the file as UTF-8 (e.g. 'Save as… UTF-8' in Excel)"
+            "not UTF-8 text",
+            where=f"{path}:{line}",
+            fix="save the file as UTF-8 (e.g. 'Save as… UTF-8' in Excel)",
         ) from None
 
 
@@ -83,7 +85,7 @@ def _element_lines(text: str, count: int) -> list[int]:
 def iter_json_rows(path: Path, rejections: Rejections) -> Iterator[tuple[str, Any]]:
     """JSONL, or a JSON array, chosen by the first non-blank character."""
     head = path.read_bytes()[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"[") or path.suffix == ".json" and not _looks_like_jsonl(path):
+    if head.startswith(b"[") or (path.suffix == ".json" and not _looks_like_jsonl(path)):
         return iter_json_array(path, rejections)
     return iter_jsonl(path, rejections)
 

@@ -15,8 +15,12 @@ from openrecipe.data.validation import DataError, Rejections
 from openrecipe.errors import OpenRecipeError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-KEY_TO_FORMAT = (("messages", "messages"), ("conversations", "sharegpt"), ("instruction", "alpaca"),
-                 ("text", "text"))
+KEY_TO_FORMAT = (
+    ("messages", "messages"),
+    ("conversations", "sharegpt"),
+    ("instruction", "alpaca"),
+    ("text", "text"),
+)
 
 
 @dataclass
@@ -56,8 +60,11 @@ def detect_format(path: Path) -> str:
             where=f"{path}:1",
             fix=f"set `format:` to one of: {', '.join(READERS.names())}",
         )
-    raise DataError(f"unsupported file type {suffix or '(none)'!r}", where=str(path),
-                    fix="use .jsonl, .json, .csv, .xlsx, .txt, .md, or a folder of .txt/.md files")
+    raise DataError(
+        f"unsupported file type {suffix or '(none)'!r}",
+        where=str(path),
+        fix="use .jsonl, .json, .csv, .xlsx, .txt, .md, or a folder of .txt/.md files",
+    )
 
 
 def load_source(source: DataSource, *, identity: Identity | None = None, base_dir: Path | None = None) -> LoadedSource:

@@ -20,8 +20,14 @@ class Mixer(Generic[T]):
     and per-source positions as plain ints, so resuming never replays data.
     """
 
-    def __init__(self, sources: dict[str, Sequence[T]], weights: dict[str, float], *, seed: int = 0,
-                 max_upsample: float = 4.0) -> None:
+    def __init__(
+        self,
+        sources: dict[str, Sequence[T]],
+        weights: dict[str, float],
+        *,
+        seed: int = 0,
+        max_upsample: float = 4.0,
+    ) -> None:
         if set(sources) != set(weights):
             raise OpenRecipeError(f"mixing weights {sorted(weights)} do not match sources {sorted(sources)}")
         empty = [name for name, items in sources.items() if len(items) == 0]
@@ -69,8 +75,12 @@ class Mixer(Generic[T]):
         for name, probability in zip(self.names, self.probabilities, strict=True):
             expected = probability * total
             factor = expected / len(self.sources[name])
-            out[name] = {"size": len(self.sources[name]), "share": round(float(probability), 4),
-                         "expected_items": round(float(expected), 1), "upsample": round(float(factor), 3)}
+            out[name] = {
+                "size": len(self.sources[name]),
+                "share": round(float(probability), 4),
+                "expected_items": round(float(expected), 1),
+                "upsample": round(float(factor), 3),
+            }
         return out
 
     def check_upsampling(self, total: int) -> list[str]:
@@ -79,9 +89,18 @@ class Mixer(Generic[T]):
 
     def state_dict(self) -> dict[str, Any]:
         state = self._rng.bit_generator.state
-        return {"seed": self.seed, "rng": {"state": int(state["state"]["state"]), "inc": int(state["state"]["inc"]),
-                                           "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])},
-                "positions": dict(self.positions), "epochs": dict(self.epochs), "drawn": dict(self.drawn)}
+        return {
+            "seed": self.seed,
+            "rng": {
+                "state": int(state["state"]["state"]),
+                "inc": int(state["state"]["inc"]),
+                "has_uint32": int(state["has_uint32"]),
+                "uinteger": int(state["uinteger"]),
+            },
+            "positions": dict(self.positions),
+            "epochs": dict(self.epochs),
+            "drawn": dict(self.drawn),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["seed"] != self.seed or set(state["positions"]) != set(self.names):
@@ -89,15 +108,17 @@ class Mixer(Generic[T]):
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
             "state": {"state": state["rng"]["state"], "inc": state["rng"]["inc"]},
-            "has_uint32": state["rng"]["has_uint32"], "uinteger": state["rng"]["uinteger"],
+            "has_uint32": state["rng"]["has_uint32"],
+            "uinteger": state["rng"]["uinteger"],
         }
         self.positions = {name: int(value) for name, value in state["positions"].items()}
         self.epochs = {name: int(value) for name, value in state["epochs"].items()}
         self.drawn = {name: int(value) for name, value in state["drawn"].items()}
 
 
-def mixture_counts(sizes: dict[str, int], weights: dict[str, float], *, total: int | None = None,
-                   max_upsample: float = 4.0) -> dict[str, int]:
+def mixture_counts(
+    sizes: dict[str, int], weights: dict[str, float], *, total: int | None = None, max_upsample: float = 4.0
+) -> dict[str, int]:
     """Exact item counts per source for one pass over a mixture (used by training epochs).
 
     total defaults to the natural size (sum of sizes); each source's count is its weight's share,

@@ -34,29 +34,46 @@ def prepare_data(
     labels = [source.label for source in sources]
     duplicates = {label for label in labels if labels.count(label) > 1}
     if duplicates:
-        raise OpenRecipeError(f"two data sources are both named {sorted(duplicates)[0]!r}",
-                              fix="give them distinct `name:` values")
+        raise OpenRecipeError(
+            f"two data sources are both named {sorted(duplicates)[0]!r}",
+            fix="give them distinct `name:` values",
+        )
     for source in sources:
         loaded = load_source(source, identity=identity, base_dir=base_dir)
         for record in loaded.records:
             record.extra["source"] = source.label
         records += loaded.records
-        per_source[source.label] = {"path": source.path, "format": loaded.format, "rows_read": len(loaded.records),
-                                    **loaded.rejections.to_json()}
+        per_source[source.label] = {
+            "path": source.path,
+            "format": loaded.format,
+            "rows_read": len(loaded.records),
+            **loaded.rejections.to_json(),
+        }
     if include_identity_set:
         if identity is None:
-            raise OpenRecipeError("identity_set is on but the recipe has no identity",
-                                  fix="add `identity: {name: ..., organization: ...}` to the recipe")
-        identity_records = [Record(messages=messages, where=f"identity-set:{index + 1}",
-                                   extra={"source": IDENTITY_SOURCE})
-                            for index, messages in enumerate(identity_training_messages(identity))]
+            raise OpenRecipeError(
+                "identity_set is on but the recipe has no identity",
+                fix="add `identity: {name: ..., organization: ...}` to the recipe",
+            )
+        identity_records = [
+            Record(messages=messages, where=f"identity-set:{index + 1}", extra={"source": IDENTITY_SOURCE})
+            for index, messages in enumerate(identity_training_messages(identity))
+        ]
         records += identity_records
-        per_source[IDENTITY_SOURCE] = {"path": "(built-in)", "format": "identity", "rows_read": len(identity_records),
-                                       "rejected": 0, "by_reason": {}, "examples": {}}
+        per_source[IDENTITY_SOURCE] = {
+            "path": "(built-in)",
+            "format": "identity",
+            "rows_read": len(identity_records),
+            "rejected": 0,
+            "by_reason": {},
+            "examples": {},
+        }
     kept, report = clean_records(records, clean)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "data.jsonl",
-                      "".join(json.dumps(record.to_json(), ensure_ascii=False) + "\n" for record in kept))
+    atomic_write_text(
+        out_dir / "data.jsonl",
+        "".join(json.dumps(record.to_json(), ensure_ascii=False) + "\n" for record in kept),
+    )
     for label in per_source:
         per_source[label]["rows_kept"] = sum(1 for record in kept if record.extra.get("source") == label)
     summary = {"sources": per_source, "clean": report.to_json(), "config": clean.model_dump()}
@@ -66,8 +83,14 @@ def prepare_data(
 
 
 def render_markdown(per_source: dict[str, Any], report: CleanReport) -> str:
-    lines = ["# Data report", "", f"Rows in: **{report.rows_in}**, rows out: **{report.rows_out}**", "",
-             "| source | format | read | rejected | kept |", "|---|---|---|---|---|"]
+    lines = [
+        "# Data report",
+        "",
+        f"Rows in: **{report.rows_in}**, rows out: **{report.rows_out}**",
+        "",
+        "| source | format | read | rejected | kept |",
+        "|---|---|---|---|---|",
+    ]
     for label, row in per_source.items():
         lines.append(f"| {label} | {row['format']} | {row['rows_read']} | {row['rejected']} | {row['rows_kept']} |")
     lines += ["", "| rule | removed | modified |", "|---|---|---|"]

@@ -15,7 +15,6 @@ from openrecipe.data.config import ColumnMap, DataSource
 from openrecipe.data.jsonio import iter_json_rows, read_text_strict
 from openrecipe.data.records import Record
 from openrecipe.data.validation import DataError, Rejections, check_turn_order, validate_messages
-from openrecipe.errors import OpenRecipeError
 from openrecipe.registry import Registry
 
 
@@ -53,12 +52,18 @@ def _require_object(row: Any, where: str) -> dict[str, Any]:
 def _check_fields(row: dict[str, Any], *, where: str, required: set[str], allowed: set[str]) -> None:
     missing = required - row.keys()
     if missing:
-        raise DataError(f"missing field {sorted(missing)[0]!r}", where=where,
-                        fix=f"each row needs: {', '.join(sorted(required))}")
+        raise DataError(
+            f"missing field {sorted(missing)[0]!r}",
+            where=where,
+            fix=f"each row needs: {', '.join(sorted(required))}",
+        )
     extra = set(row) - allowed
     if extra:
-        raise DataError(f"extra field {sorted(extra)[0]!r}", where=where,
-                        fix=f"allowed fields: {', '.join(sorted(allowed))}")
+        raise DataError(
+            f"extra field {sorted(extra)[0]!r}",
+            where=where,
+            fix=f"allowed fields: {', '.join(sorted(allowed))}",
+        )
 
 
 def _string(row: dict[str, Any], key: str, where: str, *, required: bool = True) -> str:
@@ -70,8 +75,9 @@ def _string(row: dict[str, Any], key: str, where: str, *, required: bool = True)
     return value
 
 
-def _guarded(rows: Iterator[tuple[str, Any]], rejections: Rejections,
-             convert: Callable[[str, Any], Record]) -> Iterator[Record]:
+def _guarded(
+    rows: Iterator[tuple[str, Any]], rejections: Rejections, convert: Callable[[str, Any], Record]
+) -> Iterator[Record]:
     for where, row in rows:
         try:
             yield convert(where, row)
@@ -100,8 +106,12 @@ def read_alpaca(path: Path, source: DataSource, context: ReadContext, rejections
 
     def convert(where: str, row: Any) -> Record:
         row = _require_object(row, where)
-        _check_fields(row, where=where, required={"instruction", "output"},
-                      allowed={"instruction", "input", "output", "system", "history"})
+        _check_fields(
+            row,
+            where=where,
+            required={"instruction", "output"},
+            allowed={"instruction", "input", "output", "system", "history"},
+        )
         instruction = _string(row, "instruction", where)
         extra_input = _string(row, "input", where, required=False)
         output = _string(row, "output", where)
@@ -124,8 +134,16 @@ def read_alpaca(path: Path, source: DataSource, context: ReadContext, rejections
     return _guarded(iter_json_rows(path, rejections), rejections, convert)
 
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+}
 
 
 @READERS.register("sharegpt")
@@ -134,8 +152,7 @@ def read_sharegpt(path: Path, source: DataSource, context: ReadContext, rejectio
 
     def convert(where: str, row: Any) -> Record:
         row = _require_object(row, where)
-        _check_fields(row, where=where, required={"conversations"},
-                      allowed={"conversations", "system", "tools", "id"})
+        _check_fields(row, where=where, required={"conversations"}, allowed={"conversations", "system", "tools", "id"})
         turns = row["conversations"]
         if not isinstance(turns, list) or not turns:
             raise DataError("must be a non-empty list", where=where, field="conversations")
@@ -148,12 +165,17 @@ def read_sharegpt(path: Path, source: DataSource, context: ReadContext, rejectio
                 raise DataError("each turn needs `from` and `value`", where=where, field=field)
             speaker = turn["from"]
             if speaker not in SHAREGPT_ROLES:
-                raise DataError(f"unsupported role {speaker!r}", where=where, field=f"{field}.from",
-                                fix="supported: human, gpt, system (tool-call turns are not supported yet)")
+                raise DataError(
+                    f"unsupported role {speaker!r}",
+                    where=where,
+                    field=f"{field}.from",
+                    fix="supported: human, gpt, system (tool-call turns are not supported yet)",
+                )
             if not isinstance(turn["value"], str):
                 raise DataError("must be a string", where=where, field=f"{field}.value")
-            messages.append({"role": SHAREGPT_ROLES[speaker],
-                             "content": fill_placeholders(turn["value"], context, where)})
+            messages.append(
+                {"role": SHAREGPT_ROLES[speaker], "content": fill_placeholders(turn["value"], context, where)}
+            )
         check_turn_order(messages, where=where, field_name="conversations")
         return Record(messages=messages, where=where)
 
@@ -200,8 +222,7 @@ def _table_rows(path: Path, source: DataSource) -> tuple[list[str], Iterator[tup
         except Exception as error:
             raise DataError(f"cannot open as an Excel workbook ({error})", where=str(path)) from None
         if source.sheet is not None and source.sheet not in workbook.sheetnames:
-            raise DataError(f"no sheet {source.sheet!r}; sheets are: {', '.join(workbook.sheetnames)}",
-                            where=str(path))
+            raise DataError(f"no sheet {source.sheet!r}; sheets are: {', '.join(workbook.sheetnames)}", where=str(path))
         sheet = workbook[source.sheet] if source.sheet else workbook.worksheets[0]
         rows = sheet.iter_rows(values_only=True)
         header_row = next(rows, None)
@@ -232,7 +253,7 @@ def read_table(path: Path, source: DataSource, context: ReadContext, rejections:
         where = f"{path}:{number}"
         rejections.rows_seen += 1
 
-        def cell(column: str | None) -> str:
+        def cell(column: str | None, row: list[Any] = row) -> str:
             if column is None:
                 return ""
             position = index[column]
@@ -278,8 +299,11 @@ def read_text(path: Path, source: DataSource, context: ReadContext, rejections: 
             try:
                 row = _require_object(row, where)
                 if source.text_field not in row:
-                    raise DataError(f"missing field {source.text_field!r}", where=where,
-                                    fix="set `text_field:` to the field that holds the text")
+                    raise DataError(
+                        f"missing field {source.text_field!r}",
+                        where=where,
+                        fix="set `text_field:` to the field that holds the text",
+                    )
                 text = _string(row, source.text_field, where)
                 if not text.strip():
                     raise DataError("empty text", where=where, field=source.text_field)

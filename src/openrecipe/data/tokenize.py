@@ -33,8 +33,14 @@ class TokenizeStats:
     trainable_tokens: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"examples_in": self.examples_in, "examples_out": self.examples_out, "truncated": self.truncated,
-                "dropped": dict(self.dropped), "tokens": self.tokens, "trainable_tokens": self.trainable_tokens}
+        return {
+            "examples_in": self.examples_in,
+            "examples_out": self.examples_out,
+            "truncated": self.truncated,
+            "dropped": dict(self.dropped),
+            "tokens": self.tokens,
+            "trainable_tokens": self.trainable_tokens,
+        }
 
 
 def with_system_prompt(messages: Sequence[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
@@ -65,8 +71,7 @@ def assistant_char_spans(tokenizer, messages: Sequence[dict[str, str]]) -> tuple
         through = _render(tokenizer, messages[: index + 1], False)
         if not (full.startswith(through) and through.startswith(before)):
             raise OpenRecipeError(
-                "this chat template does not render conversations incrementally, so assistant tokens "
-                "cannot be located",
+                "this chat template does not render conversations incrementally, so assistant tokens cannot be located",
                 fix="use train_on: all, or a model with a standard chat template",
             )
         end = len(through)
@@ -76,8 +81,9 @@ def assistant_char_spans(tokenizer, messages: Sequence[dict[str, str]]) -> tuple
     return full, spans
 
 
-def _labels_from_spans(input_ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]],
-                       train_on: str) -> list[int]:
+def _labels_from_spans(
+    input_ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]], train_on: str
+) -> list[int]:
     if train_on == "all":
         return list(input_ids)
     labels = [IGNORE_INDEX] * len(input_ids)
@@ -89,7 +95,9 @@ def _labels_from_spans(input_ids: list[int], offsets: list[tuple[int, int]], spa
     return labels
 
 
-def tokenize_chat(tokenizer, messages: Sequence[dict[str, str]], train_on: str = "assistant") -> tuple[list[int], list[int]]:
+def tokenize_chat(
+    tokenizer, messages: Sequence[dict[str, str]], train_on: str = "assistant"
+) -> tuple[list[int], list[int]]:
     """input_ids and labels (IGNORE_INDEX where no loss) for one conversation."""
     text, spans = assistant_char_spans(tokenizer, messages)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -74,12 +74,20 @@ def validate_messages(messages: Any, *, where: str, field_name: str = "messages"
             raise DataError(f"missing field {sorted(missing)[0]!r}", where=where, field=path)
         extra = set(message) - {"role", "content", "name", "weight"}
         if extra:
-            raise DataError(f"extra field {sorted(extra)[0]!r}", where=where, field=path,
-                            fix="messages hold role and content only")
+            raise DataError(
+                f"extra field {sorted(extra)[0]!r}",
+                where=where,
+                field=path,
+                fix="messages hold role and content only",
+            )
         role, content = message["role"], message["content"]
         if role not in ("system", "user", "assistant"):
-            raise DataError(f"unknown role {role!r}", where=where, field=f"{path}.role",
-                            fix="use system, user or assistant")
+            raise DataError(
+                f"unknown role {role!r}",
+                where=where,
+                field=f"{path}.role",
+                fix="use system, user or assistant",
+            )
         if not isinstance(content, str):
             raise DataError(f"must be a string, got {type(content).__name__}", where=where, field=f"{path}.content")
         out.append({"role": role, "content": content})
@@ -102,8 +110,7 @@ def check_turn_order(messages: list[dict[str, str]], *, where: str, field_name: 
                 fix="start with user (after an optional system) and alternate user/assistant",
             )
     if turns[-1]["role"] != "assistant":
-        raise DataError("missing assistant reply (the last message is from the user)", where=where,
-                        field=field_name)
+        raise DataError("missing assistant reply (the last message is from the user)", where=where, field=field_name)
     for index, message in enumerate(messages):
         if message["role"] == "assistant" and not message["content"].strip():
             raise DataError("empty assistant reply", where=where, field=f"{field_name}[{index}].content")

@@ -24,8 +24,15 @@ def build_leaderboard(outcomes: list[dict[str, Any]], *, seed: int = 0) -> dict[
         for domain in cells:
             if domain not in domains:
                 domains.append(domain)
-        rows.append({"variant": outcome["variant"], "model": outcome["model"], "cells": cells,
-                     "seconds": outcome.get("seconds"), "cache_hit": outcome.get("cache_hit", False)})
+        rows.append(
+            {
+                "variant": outcome["variant"],
+                "model": outcome["model"],
+                "cells": cells,
+                "seconds": outcome.get("seconds"),
+                "cache_hit": outcome.get("cache_hit", False),
+            }
+        )
     return {"domains": domains, "rows": rows}
 
 
@@ -43,8 +50,9 @@ def to_markdown(board: dict[str, Any]) -> str:
     header = "| variant | " + " | ".join(board["domains"]) + " |"
     lines = [header, "|" + "---|" * (len(board["domains"]) + 1)]
     for row in board["rows"]:
-        lines.append(f"| {row['variant']} | " + " | ".join(format_cell(row["cells"].get(d)) for d in board["domains"])
-                     + " |")
+        lines.append(
+            f"| {row['variant']} | " + " | ".join(format_cell(row["cells"].get(d)) for d in board["domains"]) + " |"
+        )
     lines.append("")
     lines.append("Scores are % correct with a 95% bootstrap interval; `ppl` columns are perplexity (lower is better).")
     return "\n".join(lines) + "\n"
@@ -62,5 +70,13 @@ def compare_to_baseline(board: dict[str, Any], baseline: str) -> list[dict[str, 
         return sum(values) / len(values) if values else float("nan")
 
     base = average(rows[baseline])
-    return [{"variant": name, "mean_score": average(row), "baseline_mean_score": base,
-             "delta_points": 100 * (average(row) - base)} for name, row in rows.items() if name != baseline]
+    return [
+        {
+            "variant": name,
+            "mean_score": average(row),
+            "baseline_mean_score": base,
+            "delta_points": 100 * (average(row) - base),
+        }
+        for name, row in rows.items()
+        if name != baseline
+    ]

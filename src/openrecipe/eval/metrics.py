@@ -108,17 +108,22 @@ def _judge(prediction: str, item: TestItem) -> float:
             "the judge metric needs an OpenAI-compatible endpoint, and none is configured",
             where=item.where,
             fix="set OPENRECIPE_JUDGE_URL (e.g. http://127.0.0.1:8000/v1) and OPENRECIPE_JUDGE_MODEL "
-                "(and OPENRECIPE_JUDGE_KEY if it needs one)",
+            "(and OPENRECIPE_JUDGE_KEY if it needs one)",
         )
     from openai import OpenAI
 
     client = OpenAI(base_url=base_url, api_key=os.environ.get("OPENRECIPE_JUDGE_KEY", "none"), max_retries=1)
     question = item.messages[-1]["content"] if item.messages else ""
     reference = f"\nReference answer: {item.references[0]}" if item.references else ""
-    reply = client.chat.completions.create(model=model, temperature=0, max_tokens=5, messages=[
-        {"role": "system", "content": "You grade answers. Reply with one word: PASS or FAIL."},
-        {"role": "user", "content": f"Question: {question}{reference}\nAnswer to grade: {prediction}"},
-    ])
+    reply = client.chat.completions.create(
+        model=model,
+        temperature=0,
+        max_tokens=5,
+        messages=[
+            {"role": "system", "content": "You grade answers. Reply with one word: PASS or FAIL."},
+            {"role": "user", "content": f"Question: {question}{reference}\nAnswer to grade: {prediction}"},
+        ],
+    )
     return float("PASS" in (reply.choices[0].message.content or "").upper())
 
 

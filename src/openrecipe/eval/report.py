@@ -30,8 +30,10 @@ def leaderboard_chart(board: dict[str, Any], out: Path) -> Path | None:
     width = 0.8 / len(board["rows"])
     for index, row in enumerate(board["rows"]):
         values = [100 * row["cells"].get(d, {}).get("score", float("nan")) for d in domains]
-        errors = [[100 * (c["score"] - c["low"]) if (c := row["cells"].get(d)) else 0 for d in domains],
-                  [100 * (c["high"] - c["score"]) if (c := row["cells"].get(d)) else 0 for d in domains]]
+        errors = [
+            [100 * (c["score"] - c["low"]) if (c := row["cells"].get(d)) else 0 for d in domains],
+            [100 * (c["high"] - c["score"]) if (c := row["cells"].get(d)) else 0 for d in domains],
+        ]
         positions = [i + index * width for i in range(len(domains))]
         axis.bar(positions, values, width, yerr=errors, capsize=2, label=row["variant"])
     axis.set_xticks([i + width * (len(board["rows"]) - 1) / 2 for i in range(len(domains))], domains)
@@ -53,8 +55,13 @@ def size_quality_chart(points: list[dict[str, Any]], out: Path) -> Path | None:
     figure, axis = plt.subplots(figsize=(5, 3.4), dpi=110)
     for point in points:
         axis.scatter(point["size_mb"], 100 * point["score"])
-        axis.annotate(point["variant"], (point["size_mb"], 100 * point["score"]), fontsize=8,
-                      xytext=(4, 4), textcoords="offset points")
+        axis.annotate(
+            point["variant"],
+            (point["size_mb"], 100 * point["score"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     axis.set_xlabel("size on disk (MB)")
     axis.set_ylabel("mean score (%)")
     axis.grid(alpha=0.3)
@@ -81,17 +88,24 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> tuple[str, str]:
     body.append("<h2>Stages</h2><table><tr><th>stage</th><th>kind</th><th>seconds</th></tr>")
     for stage in summary["stages"]:
         md.append(f"| {stage['id']} | {stage['kind']} | {stage['seconds']:.1f} |")
-        body.append(f"<tr><td>{html.escape(stage['id'])}</td><td>{stage['kind']}</td><td>{stage['seconds']:.1f}</td></tr>")
+        body.append(
+            f"<tr><td>{html.escape(stage['id'])}</td><td>{stage['kind']}</td><td>{stage['seconds']:.1f}</td></tr>"
+        )
     body.append("</table>")
     board = summary.get("leaderboard")
     if board:
         md += ["", "## Leaderboard", "", to_markdown(board)]
-        body.append("<h2>Leaderboard</h2><table><tr><th>variant</th>" +
-                    "".join(f"<th>{html.escape(d)}</th>" for d in board["domains"]) + "</tr>")
+        body.append(
+            "<h2>Leaderboard</h2><table><tr><th>variant</th>"
+            + "".join(f"<th>{html.escape(d)}</th>" for d in board["domains"])
+            + "</tr>"
+        )
         for row in board["rows"]:
-            body.append(f"<tr><td>{html.escape(row['variant'])}</td>" +
-                        "".join(f"<td>{html.escape(format_cell(row['cells'].get(d)))}</td>" for d in board["domains"])
-                        + "</tr>")
+            body.append(
+                f"<tr><td>{html.escape(row['variant'])}</td>"
+                + "".join(f"<td>{html.escape(format_cell(row['cells'].get(d)))}</td>" for d in board["domains"])
+                + "</tr>"
+            )
         body.append("</table><p>% correct with 95% bootstrap interval; ppl = perplexity, lower is better.</p>")
     for title, key in (("Identity pass rate", "identity"), ("Data cleaning", "cleaning")):
         rows = summary.get(key)
@@ -101,16 +115,22 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> tuple[str, str]:
     images = [Path(p) for p in summary.get("images", []) if Path(p).is_file()]
     if images:
         md += ["", "## Plots", ""] + [f"![{p.stem}]({p.relative_to(run_dir)})" for p in images]
-        body.append("<h2>Plots</h2>" + "".join(f"<figure>{_img(p)}<figcaption>{html.escape(p.stem)}</figcaption>"
-                                                "</figure>" for p in images))
+        body.append(
+            "<h2>Plots</h2>"
+            + "".join(f"<figure>{_img(p)}<figcaption>{html.escape(p.stem)}</figcaption></figure>" for p in images)
+        )
     commands = summary.get("commands", [])
     if commands:
         md += ["", "## Use the result", ""] + [f"    {c}" for c in commands]
         body.append("<h2>Use the result</h2><pre>" + html.escape("\n".join(commands)) + "</pre>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-             ".verdict{font-size:1.2em;background:#eef6ee;padding:.6em;border-left:4px solid #4a4}"
-             "img{max-width:100%}figure{display:inline-block;margin:0 1em 1em 0}")
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(summary['recipe'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        ".verdict{font-size:1.2em;background:#eef6ee;padding:.6em;border-left:4px solid #4a4}"
+        "img{max-width:100%}figure{display:inline-block;margin:0 1em 1em 0}"
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(summary['recipe'])}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     return "\n".join(md) + "\n", page

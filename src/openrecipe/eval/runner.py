@@ -54,8 +54,9 @@ def _choice_scores(loaded, items: list[TestItem], system: str | None) -> dict[st
     return out
 
 
-def evaluate_variant(variant: Variant, items: list[TestItem], *, batch_size: int = 8, use_cache: bool = True,
-                     loaded=None) -> dict[str, Any]:
+def evaluate_variant(
+    variant: Variant, items: list[TestItem], *, batch_size: int = 8, use_cache: bool = True, loaded=None
+) -> dict[str, Any]:
     """Per-item predictions and scores plus per-domain perplexity, for one variant."""
     from openrecipe.eval.fingerprint import model_fingerprint
 
@@ -78,16 +79,26 @@ def evaluate_variant(variant: Variant, items: list[TestItem], *, batch_size: int
     for item in generation:
         by_length[item.max_new_tokens].append(item)
     for max_new_tokens, group in by_length.items():
-        replies = generate_texts(loaded, [_messages(item, variant.system_prompt) for item in group],
-                                 GenerationSettings(max_new_tokens=max_new_tokens), batch_size=batch_size)
+        replies = generate_texts(
+            loaded,
+            [_messages(item, variant.system_prompt) for item in group],
+            GenerationSettings(max_new_tokens=max_new_tokens),
+            batch_size=batch_size,
+        )
         for item, reply in zip(group, replies, strict=True):
-            results.append({"id": item.id, "domain": item.domain, "metric": item.metric, "prediction": reply,
-                            "score": METRICS.get(item.metric).score(reply, item)})
+            results.append(
+                {
+                    "id": item.id,
+                    "domain": item.domain,
+                    "metric": item.metric,
+                    "prediction": reply,
+                    "score": METRICS.get(item.metric).score(reply, item),
+                }
+            )
     choices = [i for i in items if i.metric == "choice"]
     for item_id, (picked, score) in _choice_scores(loaded, choices, variant.system_prompt).items():
         item = next(i for i in choices if i.id == item_id)
-        results.append({"id": item_id, "domain": item.domain, "metric": "choice", "prediction": picked,
-                        "score": score})
+        results.append({"id": item_id, "domain": item.domain, "metric": "choice", "prediction": picked, "score": score})
     perplexities: dict[str, Any] = {}
     texts: dict[str, list[str]] = defaultdict(list)
     for item in items:
@@ -95,7 +106,13 @@ def evaluate_variant(variant: Variant, items: list[TestItem], *, batch_size: int
             texts[item.domain].append(item.text or "")
     for domain, domain_texts in texts.items():
         perplexities[domain] = perplexity(loaded, domain_texts)
-    outcome = {"variant": variant.name, "model": variant.model, "results": results, "perplexity": perplexities,
-               "seconds": round(time.perf_counter() - started, 2), "cache_hit": False}
+    outcome = {
+        "variant": variant.name,
+        "model": variant.model,
+        "results": results,
+        "perplexity": perplexities,
+        "seconds": round(time.perf_counter() - started, 2),
+        "cache_hit": False,
+    }
     atomic_write_json(cache_path, outcome)
     return outcome

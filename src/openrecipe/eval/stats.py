@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def bootstrap_interval(scores: list[float], *, resamples: int = 2000, confidence: float = 0.95,
-                       seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_interval(
+    scores: list[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean, low, high) of the mean score; deterministic for a seed."""
     if not scores:
         return float("nan"), float("nan"), float("nan")

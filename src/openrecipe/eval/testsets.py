@@ -29,8 +29,23 @@ class TestItem:
     negative_of: str | None = None
 
 
-ALLOWED = {"id", "prompt", "messages", "reference", "references", "metric", "domain", "choices", "answer",
-           "tolerance", "max_new_tokens", "text", "system", "negative_of", "language"}
+ALLOWED = {
+    "id",
+    "prompt",
+    "messages",
+    "reference",
+    "references",
+    "metric",
+    "domain",
+    "choices",
+    "answer",
+    "tolerance",
+    "max_new_tokens",
+    "text",
+    "system",
+    "negative_of",
+    "language",
+}
 
 
 def _item(row: Any, where: str, default_domain: str, number: int) -> TestItem:
@@ -50,8 +65,14 @@ def _item(row: Any, where: str, default_domain: str, number: int) -> TestItem:
     if not isinstance(references, list) or not all(isinstance(r, str | int | float) for r in references):
         raise DataError("must be a string or a list of strings", where=where, field="references")
     references = [str(r) for r in references]
-    item = TestItem(id=str(row.get("id", number)), domain=str(row.get("domain", default_domain)), metric=metric,
-                    references=references, where=where, negative_of=row.get("negative_of"))
+    item = TestItem(
+        id=str(row.get("id", number)),
+        domain=str(row.get("domain", default_domain)),
+        metric=metric,
+        references=references,
+        where=where,
+        negative_of=row.get("negative_of"),
+    )
     if metric == "perplexity":
         if not isinstance(row.get("text"), str) or not row["text"].strip():
             raise DataError("perplexity items need a non-empty `text`", where=where, field="text")
@@ -61,7 +82,8 @@ def _item(row: Any, where: str, default_domain: str, number: int) -> TestItem:
         item.messages = validate_messages(row["messages"] + [{"role": "assistant", "content": "-"}], where=where)[:-1]
     elif isinstance(row.get("prompt"), str) and row["prompt"].strip():
         item.messages = ([{"role": "system", "content": row["system"]}] if row.get("system") else []) + [
-            {"role": "user", "content": row["prompt"]}]
+            {"role": "user", "content": row["prompt"]}
+        ]
     else:
         raise DataError("needs a non-empty `prompt` or `messages`", where=where, field="prompt")
     if metric == "choice":
@@ -97,8 +119,7 @@ def load_test_set(path: Path, *, domain: str | None = None) -> list[TestItem]:
         rows = list(iter_jsonl(path, rejections))
     elif suffix == ".csv":
         reader = csv.DictReader(io.StringIO(read_text_strict(path)))
-        rows = [(f"{path}:{reader.line_num}", {k: v for k, v in row.items() if v not in (None, "")})
-                for row in reader]
+        rows = [(f"{path}:{reader.line_num}", {k: v for k, v in row.items() if v not in (None, "")}) for row in reader]
         for _, row in rows:
             if "choices" in row:
                 row["choices"] = [c.strip() for c in row["choices"].split("|")]
@@ -112,10 +133,15 @@ def load_test_set(path: Path, *, domain: str | None = None) -> list[TestItem]:
             raise DataError("expected a list of test items (or `items:` holding one)", where=str(path))
         rows = [(f"{path}:{lines.get((index,), 0)}", row) for index, row in enumerate(data)]
     elif suffix == ".txt":
-        rows = [(str(path), {"text": part, "metric": "perplexity"})
-                for part in read_text_strict(path).split("\n\n") if part.strip()]
+        rows = [
+            (str(path), {"text": part, "metric": "perplexity"})
+            for part in read_text_strict(path).split("\n\n")
+            if part.strip()
+        ]
     else:
-        raise DataError(f"unsupported test file type {suffix!r}", where=str(path), fix="use .jsonl, .csv, .yaml or .txt")
+        raise DataError(
+            f"unsupported test file type {suffix!r}", where=str(path), fix="use .jsonl, .csv, .yaml or .txt"
+        )
     items = [_item(row, where, default_domain, number) for number, (where, row) in enumerate(rows, start=1)]
     if not items:
         raise DataError("no test items", where=str(path))
@@ -135,7 +161,16 @@ def identity_test_set(name: str, organization: str) -> list[TestItem]:
 
     items = []
     for number, probe in enumerate(identity_eval_items(Identity(name=name, organization=organization)), start=1):
-        items.append(TestItem(id=f"identity-{probe.language}-{number}", domain="identity", metric="identity",
-                              messages=[{"role": "user", "content": probe.question}], references=[name, organization],
-                              where=f"identity:{number}", negative_of=probe.negative_of, max_new_tokens=48))
+        items.append(
+            TestItem(
+                id=f"identity-{probe.language}-{number}",
+                domain="identity",
+                metric="identity",
+                messages=[{"role": "user", "content": probe.question}],
+                references=[name, organization],
+                where=f"identity:{number}",
+                negative_of=probe.negative_of,
+                max_new_tokens=48,
+            )
+        )
     return items

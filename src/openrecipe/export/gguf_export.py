@@ -17,8 +17,10 @@ def llama_cpp_quantize(source: Path, out: Path, qtype: str) -> None:
     try:
         import llama_cpp
     except ImportError:
-        raise OpenRecipeError(f"GGUF type {qtype} needs llama.cpp's quantizer (llama-cpp-python)",
-                              fix="pip install 'openrecipe[llamacpp]' (make install builds it), or use q4_0") from None
+        raise OpenRecipeError(
+            f"GGUF type {qtype} needs llama.cpp's quantizer (llama-cpp-python)",
+            fix="pip install 'openrecipe[llamacpp]' (make install builds it), or use q4_0",
+        ) from None
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LLAMA_CPP_TYPES[qtype]
     tmp = out.with_name(f".{out.name}.tmp")
@@ -45,8 +47,13 @@ def read_back(path: Path) -> dict[str, Any]:
     template = text("tokenizer.chat_template")
     if not template:
         raise OpenRecipeError(f"{path.name} has no chat template after export")
-    return {"architecture": text("general.architecture"), "tensors": len(reader.tensors), "tensor_types": types,
-            "has_chat_template": True, "tokens": len(fields["tokenizer.ggml.tokens"].data)}
+    return {
+        "architecture": text("general.architecture"),
+        "tensors": len(reader.tensors),
+        "tensor_types": types,
+        "has_chat_template": True,
+        "tokens": len(fields["tokenizer.ggml.tokens"].data),
+    }
 
 
 def export_gguf(folder: Path, out_dir: Path, types: list[str], *, name: str) -> dict[str, Any]:
@@ -54,8 +61,9 @@ def export_gguf(folder: Path, out_dir: Path, types: list[str], *, name: str) -> 
     files: dict[str, Any] = {}
     for qtype in types:
         if qtype not in NUMPY_TYPES and qtype not in LLAMA_CPP_TYPES:
-            raise OpenRecipeError(f"unknown GGUF type {qtype!r}",
-                                  fix=f"use: {', '.join([*NUMPY_TYPES, *LLAMA_CPP_TYPES])}")
+            raise OpenRecipeError(
+                f"unknown GGUF type {qtype!r}", fix=f"use: {', '.join([*NUMPY_TYPES, *LLAMA_CPP_TYPES])}"
+            )
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         f16: Path | None = None
         for qtype in types:
@@ -64,8 +72,11 @@ def export_gguf(folder: Path, out_dir: Path, types: list[str], *, name: str) -> 
                 write_gguf(folder, target, qtype, name=name)
             else:
                 if f16 is None:
-                    f16 = out_dir / f"{name}-f16.gguf" if "f16" in types and (out_dir / f"{name}-f16.gguf").exists() \
+                    f16 = (
+                        out_dir / f"{name}-f16.gguf"
+                        if "f16" in types and (out_dir / f"{name}-f16.gguf").exists()
                         else write_gguf(folder, Path(tmp) / "f16.gguf", "f16", name=name)
+                    )
                 llama_cpp_quantize(f16, target, qtype)
             files[qtype] = {"path": str(target), "size_bytes": target.stat().st_size, **read_back(target)}
     (out_dir / "gguf.json").write_text(json.dumps(files, indent=1))

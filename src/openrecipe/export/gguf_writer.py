@@ -24,16 +24,30 @@ FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "bf16": 32}
 
 def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
     """HF stores rotary halves; llama.cpp expects interleaved pairs (what convert_hf_to_gguf.py does)."""
-    return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def _tensor_map(layers: int) -> dict[str, str]:
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
-    parts = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
+    parts = {
+        "input_layernorm": "attn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "post_attention_layernorm": "ffn_norm",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
     for layer in range(layers):
         for hf, gg in parts.items():
             names[f"model.layers.{layer}.{hf}.weight"] = f"blk.{layer}.{gg}.weight"
@@ -43,7 +57,7 @@ def _tensor_map(layers: int) -> dict[str, str]:
 def _pre_tokenizer(name: str, tokens: list[str]) -> str:
     """llama.cpp's name for the pre-tokenizer (how text is split before BPE)."""
     lowered = name.lower()
-    if "smollm" in lowered or tokens[:3] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] and len(tokens) == 49152:
+    if "smollm" in lowered or (tokens[:3] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] and len(tokens) == 49152):
         return "smollm"
     if "llama-3" in lowered or "llama3" in lowered:
         return "llama-bpe"
@@ -56,8 +70,10 @@ def _add_tokenizer(writer, folder: Path, tokenizer) -> None:
     data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     model = data["model"]
     if model.get("type") != "BPE":
-        raise OpenRecipeError(f"GGUF export supports BPE tokenizers; this one is {model.get('type')}",
-                              fix="export with llama.cpp's convert_hf_to_gguf.py for this model")
+        raise OpenRecipeError(
+            f"GGUF export supports BPE tokenizers; this one is {model.get('type')}",
+            fix="export with llama.cpp's convert_hf_to_gguf.py for this model",
+        )
     vocab_size = len(tokenizer)
     tokens = [""] * vocab_size
     for text, index in model["vocab"].items():
@@ -78,12 +94,20 @@ def _add_tokenizer(writer, folder: Path, tokenizer) -> None:
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
-    for key, token in (("bos", tokenizer.bos_token), ("eos", tokenizer.eos_token), ("unk", tokenizer.unk_token),
-                       ("pad", tokenizer.pad_token)):
+    for key, token in (
+        ("bos", tokenizer.bos_token),
+        ("eos", tokenizer.eos_token),
+        ("unk", tokenizer.unk_token),
+        ("pad", tokenizer.pad_token),
+    ):
         if token is not None:
             index = tokenizer.convert_tokens_to_ids(token)
-            {"bos": writer.add_bos_token_id, "eos": writer.add_eos_token_id, "unk": writer.add_unk_token_id,
-             "pad": writer.add_pad_token_id}[key](index)
+            {
+                "bos": writer.add_bos_token_id,
+                "eos": writer.add_eos_token_id,
+                "unk": writer.add_unk_token_id,
+                "pad": writer.add_pad_token_id,
+            }[key](index)
     writer.add_add_bos_token(False)
     writer.add_add_space_prefix(False)
     if getattr(tokenizer, "chat_template", None):
@@ -108,8 +132,10 @@ def write_gguf(folder: Path, out: Path, qtype: str, *, name: str | None = None) 
     config = AutoConfig.from_pretrained(str(folder))
     architecture = (config.architectures or ["?"])[0]
     if architecture not in SUPPORTED_ARCHITECTURES:
-        raise OpenRecipeError(f"GGUF export supports {', '.join(SUPPORTED_ARCHITECTURES)}; this model is {architecture}",
-                              fix="use llama.cpp's convert_hf_to_gguf.py for other architectures")
+        raise OpenRecipeError(
+            f"GGUF export supports {', '.join(SUPPORTED_ARCHITECTURES)}; this model is {architecture}",
+            fix="use llama.cpp's convert_hf_to_gguf.py for other architectures",
+        )
     if getattr(config, "sliding_window", None) and architecture == "MistralForCausalLM":
         raise OpenRecipeError("Mistral models with a sliding window are not supported by this exporter")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))

@@ -7,14 +7,18 @@ from pathlib import Path
 
 def modelfile(gguf_name: str, chat_template: str, system_prompt: str | None, eos_token: str) -> str:
     if "<|im_start|>" in chat_template:
-        template = ('{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
-                    '{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}'
-                    '<|im_start|>assistant\n')
+        template = (
+            "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+            "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+            "<|im_start|>assistant\n"
+        )
         stops = ["<|im_end|>", "<|im_start|>"]
     elif "<|start_header_id|>" in chat_template:
-        template = ('{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}'
-                    '{{ range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>'
-                    '{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n')
+        template = (
+            "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}"
+            "{{ range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>"
+            "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+        )
         stops = ["<|eot_id|>"]
     else:
         template = "{{ range .Messages }}{{ .Content }}\n{{ end }}"

@@ -80,26 +80,44 @@ def preflight(folders: list[Path]) -> None:
     for folder in folders[1:]:
         config, shapes = describe(folder)
         if config.get("architectures") != reference.get("architectures"):
-            raise OpenRecipeError(f"cannot merge {folder} into {folders[0]}: architectures differ "
-                                  f"({config.get('architectures')} vs {reference.get('architectures')})",
-                                  fix="merge only models fine-tuned from the same base")
+            raise OpenRecipeError(
+                f"cannot merge {folder} into {folders[0]}: architectures differ "
+                f"({config.get('architectures')} vs {reference.get('architectures')})",
+                fix="merge only models fine-tuned from the same base",
+            )
         if shapes != reference_shapes:
-            differing = sorted(k for k in set(shapes) | set(reference_shapes) if shapes.get(k) != reference_shapes.get(k))
-            raise OpenRecipeError(f"cannot merge {folder} into {folders[0]}: tensor shapes differ "
-                                  f"(first: {differing[0]} {shapes.get(differing[0])} vs {reference_shapes.get(differing[0])})",
-                                  fix="merge only models of the same size and architecture")
+            differing = sorted(
+                k for k in set(shapes) | set(reference_shapes) if shapes.get(k) != reference_shapes.get(k)
+            )
+            raise OpenRecipeError(
+                f"cannot merge {folder} into {folders[0]}: tensor shapes differ "
+                f"(first: {differing[0]} {shapes.get(differing[0])} vs {reference_shapes.get(differing[0])})",
+                fix="merge only models of the same size and architecture",
+            )
         if AutoTokenizer.from_pretrained(str(folder)).get_vocab() != reference_vocab:
-            raise OpenRecipeError(f"cannot merge {folder} into {folders[0]}: the tokenizers' vocabularies differ",
-                                  fix="merge only models that share a tokenizer")
+            raise OpenRecipeError(
+                f"cannot merge {folder} into {folders[0]}: the tokenizers' vocabularies differ",
+                fix="merge only models that share a tokenizer",
+            )
 
 
 def _mergekit_config(settings: MergeSettings, base: Path | None, inputs: list[tuple[MergeInput, Path]]) -> dict:
     if settings.method == "slerp":
         other = inputs[0][1]
-        return {"merge_method": "slerp", "base_model": str(base), "dtype": settings.dtype,
-                "slices": [{"sources": [{"model": str(base), "layer_range": [0, _layers(base)]},
-                                        {"model": str(other), "layer_range": [0, _layers(base)]}]}],
-                "parameters": {"t": settings.t}}
+        return {
+            "merge_method": "slerp",
+            "base_model": str(base),
+            "dtype": settings.dtype,
+            "slices": [
+                {
+                    "sources": [
+                        {"model": str(base), "layer_range": [0, _layers(base)]},
+                        {"model": str(other), "layer_range": [0, _layers(base)]},
+                    ]
+                }
+            ],
+            "parameters": {"t": settings.t},
+        }
     models = []
     for spec, path in inputs:
         parameters: dict[str, Any] = {"weight": spec.weight}
@@ -132,8 +150,11 @@ def run_merge(settings: MergeSettings, out: Path) -> dict[str, Any]:
         preflight(folders)
         config = _mergekit_config(settings, base, inputs)
         with atomic_directory(out, overwrite=True) as target:
-            mergekit_run(MergeConfiguration.model_validate(yaml.safe_load(yaml.safe_dump(config))), str(target),
-                         MergeOptions(copy_tokenizer=True, lazy_unpickle=False, allow_crimes=False))
+            mergekit_run(
+                MergeConfiguration.model_validate(yaml.safe_load(yaml.safe_dump(config))),
+                str(target),
+                MergeOptions(copy_tokenizer=True, lazy_unpickle=False, allow_crimes=False),
+            )
             for file in target.iterdir():
                 os.chmod(file, 0o644)  # mergekit writes 0600
             (target / "mergekit_config.yml").write_text(yaml.safe_dump(config))

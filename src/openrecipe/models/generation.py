@@ -87,9 +87,7 @@ def generate_texts(
         output = loaded.model.generate(**batch, **settings.kwargs(loaded.tokenizer))
         prompt_length = batch["input_ids"].shape[1]
         for row, index in enumerate(indices):
-            replies[index] = loaded.tokenizer.decode(
-                output[row, prompt_length:], skip_special_tokens=True
-            ).strip()
+            replies[index] = loaded.tokenizer.decode(output[row, prompt_length:], skip_special_tokens=True).strip()
         if on_batch:
             on_batch(len(indices))
     return replies

@@ -34,9 +34,7 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise OpenRecipeError(
-            f"cannot read {path}: {error}", fix="the file is corrupt; re-create it"
-        ) from None
+        raise OpenRecipeError(f"cannot read {path}: {error}", fix="the file is corrupt; re-create it") from None
 
 
 def _folder_ref(name: str, path: Path) -> ModelRef:
@@ -74,9 +72,7 @@ def resolve_model_ref(name: str) -> ModelRef:
     """Resolve `default`, a local folder, a `.gguf` file, a PEFT adapter folder, or a hub id."""
     name = str(name).strip()
     if not name:
-        raise OpenRecipeError(
-            "empty model reference", fix="pass 'default', a folder, a .gguf file or a hub id"
-        )
+        raise OpenRecipeError("empty model reference", fix="pass 'default', a folder, a .gguf file or a hub id")
     if name == "default":
         from openrecipe.models.default import default_model_dir
 
@@ -112,9 +108,7 @@ def ensure_hub_available(repo_id: str, timeout: float = 5.0) -> None:
         pass
     hint = "pass a local model folder or .gguf file instead (or run online once to cache it)"
     if constants.HF_HUB_OFFLINE:
-        raise OpenRecipeError(
-            f"cannot fetch {repo_id!r}: HF_HUB_OFFLINE is set and it is not cached", fix=hint
-        )
+        raise OpenRecipeError(f"cannot fetch {repo_id!r}: HF_HUB_OFFLINE is set and it is not cached", fix=hint)
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 

@@ -12,8 +12,22 @@ from typing import Any
 
 from openrecipe.utils.hashing import cached_sha256_file, sha256_file, sha256_json, sha256_tree
 
-KEY_PACKAGES = ("openrecipe", "torch", "transformers", "peft", "accelerate", "datasets", "safetensors", "gguf",
-                "mergekit", "torchao", "tokenizers", "numpy", "pydantic", "llama-cpp-python")
+KEY_PACKAGES = (
+    "openrecipe",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "safetensors",
+    "gguf",
+    "mergekit",
+    "torchao",
+    "tokenizers",
+    "numpy",
+    "pydantic",
+    "llama-cpp-python",
+)
 
 
 def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
@@ -57,9 +71,14 @@ def code_version() -> str:
 def platform_info() -> dict[str, Any]:
     import torch
 
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor(), "torch": torch.__version__,
-            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+    }
 
 
 def input_files(value: Any, resolve) -> list[Path]:

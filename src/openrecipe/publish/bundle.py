@@ -22,11 +22,15 @@ TRAINING_LOGS = ("metrics.jsonl", "loss.png", "probes.json", "report.json", "rep
 def _load(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     for name in ("manifest.json", "report.json"):
         if not (run_dir / name).is_file():
-            raise OpenRecipeError(f"{run_dir} has no {name}", fix="publish a folder written by `openrecipe run` that finished")
+            raise OpenRecipeError(
+                f"{run_dir} has no {name}", fix="publish a folder written by `openrecipe run` that finished"
+            )
     report = json.loads((run_dir / "report.json").read_text())
     if report.get("status") != "ok":
-        raise OpenRecipeError(f"the run in {run_dir} did not finish (status: {report.get('status')})",
-                              fix="re-run it to completion first")
+        raise OpenRecipeError(
+            f"the run in {run_dir} did not finish (status: {report.get('status')})",
+            fix="re-run it to completion first",
+        )
     return json.loads((run_dir / "manifest.json").read_text()), report
 
 
@@ -75,39 +79,84 @@ def _model_card(manifest: dict[str, Any], report: dict[str, Any], run_dir: Path)
             for row in board["rows"]:
                 for domain, cell in row["cells"].items():
                     if "score" in cell:
-                        metrics.append({"name": f"{row['variant']} {domain}", "type": "accuracy",
-                                        "value": round(cell["score"], 4)})
-    front = {"base_model": recipe.get("base_model", "default") if recipe.get("base_model") != "default"
-             else "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0", "library_name": "transformers",
-             "tags": ["openrecipe", "reproducible"], "datasets": sorted(Path(p).name for p in manifest.get("inputs", {})),
-             "model-index": [{"name": recipe["name"], "results": [{"task": {"type": "text-generation"},
-                                                                    "metrics": metrics}]}]}
-    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(), "---", "",
-             f"# {recipe['name']}", "", recipe.get("description", ""), "",
-             "Built and published with openrecipe: everything needed to re-run and verify it is in this folder.", "",
-             "## What was done", ""]
+                        metrics.append(
+                            {
+                                "name": f"{row['variant']} {domain}",
+                                "type": "accuracy",
+                                "value": round(cell["score"], 4),
+                            }
+                        )
+    front = {
+        "base_model": recipe.get("base_model", "default")
+        if recipe.get("base_model") != "default"
+        else "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "license": "apache-2.0",
+        "library_name": "transformers",
+        "tags": ["openrecipe", "reproducible"],
+        "datasets": sorted(Path(p).name for p in manifest.get("inputs", {})),
+        "model-index": [
+            {"name": recipe["name"], "results": [{"task": {"type": "text-generation"}, "metrics": metrics}]}
+        ],
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(),
+        "---",
+        "",
+        f"# {recipe['name']}",
+        "",
+        recipe.get("description", ""),
+        "",
+        "Built and published with openrecipe: everything needed to re-run and verify it is in this folder.",
+        "",
+        "## What was done",
+        "",
+    ]
     for stage in report["stages"]:
         lines.append(f"- `{stage['id']}` ({stage['kind']}): {stage.get('status')}, {stage.get('seconds', 0):.0f} s")
     lines += ["", "## Data and cleaning", ""]
     for stage in report["stages"]:
         m = stage.get("metrics", {})
         if "rows_in" in m:
-            lines.append(f"- {stage['id']}: {m['rows_in']} rows in, {m['rows_out']} out; removed {m.get('removed', {})};"
-                         f" PII replaced {m.get('modified', {})}")
-    lines += ["", "Input files (SHA-256) are listed in `manifest.json`; copies are in `data/`.", "",
-              "## Training", ""]
+            lines.append(
+                f"- {stage['id']}: {m['rows_in']} rows in, {m['rows_out']} out; removed {m.get('removed', {})};"
+                f" PII replaced {m.get('modified', {})}"
+            )
+    lines += [
+        "",
+        "Input files (SHA-256) are listed in `manifest.json`; copies are in `data/`.",
+        "",
+        "## Training",
+        "",
+    ]
     for stage in report["stages"]:
         m = stage.get("metrics", {})
         if "train_seconds" in m:
-            lines.append(f"- {stage['id']}: {m['steps']} steps, {m['train_seconds']:.0f} s, loss "
-                         f"{m.get('first_loss', 0):.3f} → {m.get('final_loss', 0):.3f} ({m.get('stop_reason')})")
+            lines.append(
+                f"- {stage['id']}: {m['steps']} steps, {m['train_seconds']:.0f} s, loss "
+                f"{m.get('first_loss', 0):.3f} → {m.get('final_loss', 0):.3f} ({m.get('stop_reason')})"
+            )
     if (run_dir / "report.md").is_file():
-        lines += ["", "## Evaluation", "", "See `report/report.md` and `report/report.html` for the leaderboard "
-                  "of every variant, identity pass rates and plots."]
-    lines += ["", "## Reproduce", "", "    pip install -r requirements.lock", "    openrecipe reproduce . --out rerun",
-              "", "## Limitations", "",
-              "A small model fine-tuned on a small, synthetic domain set: check the leaderboard before relying on "
-              "it. Greedy outputs can differ across hardware and numeric precision.", ""]
+        lines += [
+            "",
+            "## Evaluation",
+            "",
+            "See `report/report.md` and `report/report.html` for the leaderboard "
+            "of every variant, identity pass rates and plots.",
+        ]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "    pip install -r requirements.lock",
+        "    openrecipe reproduce . --out rerun",
+        "",
+        "## Limitations",
+        "",
+        "A small model fine-tuned on a small, synthetic domain set: check the leaderboard before relying on "
+        "it. Greedy outputs can differ across hardware and numeric precision.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -147,11 +196,14 @@ def publish(run_dir: Path, out: Path) -> dict[str, Any]:
         if final and "model" in final.get("artifacts", {}):
             shutil.copytree(run_dir / final["artifacts"]["model"], tmp / "model")
         (tmp / "README.md").write_text(_model_card(manifest, report, run_dir), encoding="utf-8")
-        sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*"))
-                if p.is_file()]
+        sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*")) if p.is_file()]
         (tmp / CHECKSUMS).write_text("\n".join(sums) + "\n")
-    return {"bundle": str(out), "files": len(sums), "inputs_copied": len(copied),
-            "final_stage": final["id"] if final else None}
+    return {
+        "bundle": str(out),
+        "files": len(sums),
+        "inputs_copied": len(copied),
+        "final_stage": final["id"] if final else None,
+    }
 
 
 def verify_bundle(bundle: Path) -> list[str]:
@@ -186,8 +238,10 @@ def push_to_hub(bundle: Path, repo: str) -> str:
     try:
         api.whoami(timeout=5)  # fails fast offline or without a token, before anything is uploaded
     except Exception as error:
-        raise OpenRecipeError(f"cannot reach the Hugging Face Hub or not logged in ({type(error).__name__})",
-                              fix="check the network and run `hf auth login`; the bundle stays on disk") from None
+        raise OpenRecipeError(
+            f"cannot reach the Hugging Face Hub or not logged in ({type(error).__name__})",
+            fix="check the network and run `hf auth login`; the bundle stays on disk",
+        ) from None
     api.create_repo(repo, exist_ok=True)
     api.upload_folder(folder_path=str(bundle), repo_id=repo)
     return f"https://huggingface.co/{repo}"

@@ -49,8 +49,10 @@ def quantize_folder(source: Path, out: Path, method: str) -> Path:
     config = QUANTIZERS.get(method)()
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            str(source), dtype=torch.bfloat16,
-            quantization_config=TorchAoConfig(quant_type=config, include_input_output_embeddings=True))
+            str(source),
+            dtype=torch.bfloat16,
+            quantization_config=TorchAoConfig(quant_type=config, include_input_output_embeddings=True),
+        )
     except (RuntimeError, NotImplementedError) as error:
         raise OpenRecipeError(f"torchao cannot quantize this model with {method} here: {error}") from None
     tokenizer = AutoTokenizer.from_pretrained(str(source))

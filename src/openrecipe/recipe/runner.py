@@ -20,10 +20,10 @@ from openrecipe.provenance.manifest import (
     package_versions,
     platform_info,
 )
-from openrecipe.utils.hashing import sha256_json
 from openrecipe.recipe.schema import RecipeBase
 from openrecipe.stages.base import STAGE_KINDS, StageContext, StageResult
 from openrecipe.utils.fs import atomic_write_json, atomic_write_text
+from openrecipe.utils.hashing import sha256_json
 
 
 def _relative(path: str, run_dir: Path) -> str:
@@ -70,18 +70,29 @@ def run_recipe(
             inputs[str(path)] = hash_path(path)
         # A stage is skipped when its config, the recipe-wide settings, its input files, the code and
         # every upstream stage it reads are unchanged; a change anywhere upstream re-runs it.
-        keys[stage.id] = sha256_json({
-            "stage": stage.model_dump(mode="json"), "recipe": common, "code": code_version(),
-            "inputs": {_portable(path, recipe_dir): inputs[str(path)] for path in files},
-            "upstream": {ref: keys.get(ref) for ref in stage.stage_refs()},
-            "options": {k: v for k, v in (options or {}).items() if v},
-        })
+        keys[stage.id] = sha256_json(
+            {
+                "stage": stage.model_dump(mode="json"),
+                "recipe": common,
+                "code": code_version(),
+                "inputs": {_portable(path, recipe_dir): inputs[str(path)] for path in files},
+                "upstream": {ref: keys.get(ref) for ref in stage.stage_refs()},
+                "options": {k: v for k, v in (options or {}).items() if v},
+            }
+        )
         cached = _cached_result(run_dir, stage_dir, keys[stage.id])
         if cached is not None:
             results[stage.id] = cached
-            report["stages"].append({"id": stage.id, "kind": stage.kind, "status": "cached", "seconds": 0.0,
-                                     "metrics": {k: v for k, v in cached.metrics.items() if not k.startswith("_")},
-                                     "artifacts": {n: _relative(p, run_dir) for n, p in cached.artifacts.items()}})
+            report["stages"].append(
+                {
+                    "id": stage.id,
+                    "kind": stage.kind,
+                    "status": "cached",
+                    "seconds": 0.0,
+                    "metrics": {k: v for k, v in cached.metrics.items() if not k.startswith("_")},
+                    "artifacts": {n: _relative(p, run_dir) for n, p in cached.artifacts.items()},
+                }
+            )
             atomic_write_json(run_dir / "report.json", report)
             console.print(f"[dim]✓ {stage.id} ({stage.kind}) unchanged — reusing its results[/dim]")
             continue
@@ -105,9 +116,7 @@ def run_recipe(
         try:
             result = kind.run(context, stage)
         except BaseException as error:
-            entry.update(
-                status="failed", seconds=round(time.perf_counter() - stage_start, 3), error=str(error)
-            )
+            entry.update(status="failed", seconds=round(time.perf_counter() - stage_start, 3), error=str(error))
             if not isinstance(error, OpenRecipeError | KeyboardInterrupt | RunInterrupted):
                 entry["traceback"] = traceback.format_exc()
             report.update(status="failed", seconds=round(time.perf_counter() - started, 3))
@@ -117,9 +126,14 @@ def run_recipe(
         result.metrics.setdefault("_kind", stage.kind)
         result.metrics.setdefault("_seconds", round(time.perf_counter() - stage_start, 3))
         results[stage.id] = result
-        atomic_write_json(stage_dir / STAGE_RECORD, {
-            "key": keys[stage.id], "metrics": result.metrics,
-            "artifacts": {name: _relative(path, run_dir) for name, path in result.artifacts.items()}})
+        atomic_write_json(
+            stage_dir / STAGE_RECORD,
+            {
+                "key": keys[stage.id],
+                "metrics": result.metrics,
+                "artifacts": {name: _relative(path, run_dir) for name, path in result.artifacts.items()},
+            },
+        )
         entry.update(
             status="ok",
             seconds=round(time.perf_counter() - stage_start, 3),
@@ -176,14 +190,23 @@ def _cached_result(run_dir: Path, stage_dir: Path, key: str) -> StageResult | No
     return StageResult(metrics=record.get("metrics", {}), artifacts=artifacts)
 
 
-def _manifest(recipe: RecipeBase, run_dir: Path, recipe_dir: Path | None, inputs: dict[str, Any],
-              results: dict[str, StageResult], keys: dict[str, str]) -> dict[str, Any]:
+def _manifest(
+    recipe: RecipeBase,
+    run_dir: Path,
+    recipe_dir: Path | None,
+    inputs: dict[str, Any],
+    results: dict[str, StageResult],
+    keys: dict[str, str],
+) -> dict[str, Any]:
     artifacts = {}
     for stage_id, result in results.items():
         for name, path in result.artifacts.items():
             target = Path(path)
             if target.exists():
-                artifacts[f"{stage_id}/{name}"] = {"path": _relative(path, run_dir), "sha256": hash_path(target)}
+                artifacts[f"{stage_id}/{name}"] = {
+                    "path": _relative(path, run_dir),
+                    "sha256": hash_path(target),
+                }
     return {
         "recipe": recipe.model_dump(mode="json", exclude_none=True),
         "recipe_dir": str(recipe_dir) if recipe_dir else None,

@@ -70,9 +70,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RecipeB
     path = Path(path)
     data, lines = load_yaml_with_lines(path)
     if not isinstance(data, dict):
-        raise OpenRecipeError(
-            "a recipe must be a YAML mapping (name:, base_model:, stages: ...)", where=str(path)
-        )
+        raise OpenRecipeError("a recipe must be a YAML mapping (name:, base_model:, stages: ...)", where=str(path))
     if overrides:
         data = apply_overrides(data, overrides)
     return validate_config(recipe_model(), data, lines=lines, source=str(path))

@@ -22,8 +22,13 @@ def build(settings: ServeSettings):
     factory = ENGINES.get(settings.engine)
     options = {"model_id": settings.model_name or default_model_id(settings.model)}
     if settings.engine == "transformers":
-        options.update(max_batch_size=settings.max_batch_size, decode_chunk=settings.decode_chunk,
-                       device=settings.device, dtype=settings.dtype, trust_remote_code=settings.trust_remote_code)
+        options.update(
+            max_batch_size=settings.max_batch_size,
+            decode_chunk=settings.decode_chunk,
+            device=settings.device,
+            dtype=settings.dtype,
+            trust_remote_code=settings.trust_remote_code,
+        )
     engine = factory(settings.model, **options)
     return create_app(settings, engine), engine
 
@@ -35,7 +40,13 @@ def serve(settings: ServeSettings) -> None:
     app, engine = build(settings)
     try:
         # uvicorn handles SIGTERM/SIGINT: stops accepting, lets in-flight requests finish, then exits.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=30)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
     finally:
         engine.close()

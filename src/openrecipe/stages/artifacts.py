@@ -29,8 +29,11 @@ def run_merge_stage(context: StageContext, config: MergeStage) -> StageResult:
     from openrecipe.merge.mergekit_merge import run_merge
 
     settings = MergeSettings(
-        method=config.method, base=context.resolve_model(config.base) if config.base else None, t=config.t,
-        models=[m.model_copy(update={"model": context.resolve_model(m.model)}) for m in config.models])
+        method=config.method,
+        base=context.resolve_model(config.base) if config.base else None,
+        t=config.t,
+        models=[m.model_copy(update={"model": context.resolve_model(m.model)}) for m in config.models],
+    )
     info = run_merge(settings, context.stage_dir / "model")
     return StageResult(metrics=info, artifacts={"model": str(context.stage_dir / "model")})
 
@@ -78,13 +81,20 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
     files = export_gguf(folder, context.stage_dir, config.gguf, name=name)
     artifacts = {f"gguf_{qtype}": row["path"] for qtype, row in files.items()}
     metrics = {f"gguf_{qtype}_mb": round(row["size_bytes"] / 1e6, 1) for qtype, row in files.items()}
-    for qtype, row in files.items():
+    for _qtype, row in files.items():
         context.console.print(f"  {Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB, {row['tensors']} tensors")
     if config.modelfile:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         first = Path(files[config.gguf[-1]]["path"]).name
         info = folder / "openrecipe.json"
         system = json.loads(info.read_text()).get("system_prompt") if info.is_file() else context.system_prompt
-        artifacts["modelfile"] = str(write_modelfile(context.stage_dir / "Modelfile", first, tokenizer.chat_template or "",
-                                                     system, tokenizer.eos_token or ""))
+        artifacts["modelfile"] = str(
+            write_modelfile(
+                context.stage_dir / "Modelfile",
+                first,
+                tokenizer.chat_template or "",
+                system,
+                tokenizer.eos_token or "",
+            )
+        )
     return StageResult(metrics=metrics, artifacts=artifacts)

@@ -20,9 +20,7 @@ STAGE_REF_PREFIX = "stage:"
 
 
 class StageConfig(StrictModel):
-    id: str = Field(
-        pattern=STAGE_ID_PATTERN, description="Unique stage id; its artifacts go to RUN_DIR/<id>/"
-    )
+    id: str = Field(pattern=STAGE_ID_PATTERN, description="Unique stage id; its artifacts go to RUN_DIR/<id>/")
     kind: str
     description: str | None = None
 

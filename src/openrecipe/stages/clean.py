@@ -32,11 +32,20 @@ def run_clean(context: StageContext, config: CleanStage) -> StageResult:
     )
     clean = summary["clean"]
     for label, row in summary["sources"].items():
-        context.console.print(f"  {label}: read {row['rows_read']}, rejected {row['rejected']}, kept {row['rows_kept']}")
+        context.console.print(
+            f"  {label}: read {row['rows_read']}, rejected {row['rejected']}, kept {row['rows_kept']}"
+        )
     removed = ", ".join(f"{rule} {count}" for rule, count in clean["removed"].items()) or "nothing"
     context.console.print(f"  rows {clean['rows_in']} → {clean['rows_out']}; removed: {removed}")
     return StageResult(
-        metrics={"rows_in": clean["rows_in"], "rows_out": clean["rows_out"], "removed": clean["removed"],
-                 "modified": clean["modified"]},
-        artifacts={"data": str(context.stage_dir / "data.jsonl"), "report": str(context.stage_dir / "report.json")},
+        metrics={
+            "rows_in": clean["rows_in"],
+            "rows_out": clean["rows_out"],
+            "removed": clean["removed"],
+            "modified": clean["modified"],
+        },
+        artifacts={
+            "data": str(context.stage_dir / "data.jsonl"),
+            "report": str(context.stage_dir / "report.json"),
+        },
     )

@@ -45,15 +45,19 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
 
     labels_unique(config.domain + config.replay)
     if config.replay_ratio > 0 and not config.replay:
-        raise OpenRecipeError("replay_ratio is above 0 but no replay corpus is given",
-                              fix="add `replay:` sources, or set replay_ratio: 0")
+        raise OpenRecipeError(
+            "replay_ratio is above 0 but no replay corpus is given",
+            fix="add `replay:` sources, or set replay_ratio: 0",
+        )
     reference = context.resolve_model(config.model)
     tokenizer = load_tokenizer(resolve_model_ref(reference))
     domain_blocks, _ = pack_texts(tokenizer, _texts(context, config.domain), config.block_size)
     domain_train, domain_eval = split_eval(domain_blocks, config.train.eval_fraction, context.seed, 0)
     if not domain_train:
-        raise OpenRecipeError(f"the domain corpus is shorter than one block ({config.block_size} tokens)",
-                              fix="add text or lower block_size")
+        raise OpenRecipeError(
+            f"the domain corpus is shorter than one block ({config.block_size} tokens)",
+            fix="add text or lower block_size",
+        )
     sources, weights = {"domain": domain_train}, {"domain": 1.0 - config.replay_ratio}
     if config.replay and config.replay_ratio > 0:
         replay_blocks, _ = pack_texts(tokenizer, _texts(context, config.replay), config.block_size)
@@ -76,18 +80,34 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
 
     before = measure(reference)
     fingerprint = sha256_json({"sources": sources, "weights": weights, "eval": domain_eval})
-    job = TrainJob(model_reference=reference, data=data, settings=config.train, out_dir=context.stage_dir,
-                   seed=context.seed, system_prompt=None, identity=None, probes=None, data_fingerprint=fingerprint,
-                   force=context.options.get("force", False), extend=context.options.get("extend", False),
-                   console=context.console)
+    job = TrainJob(
+        model_reference=reference,
+        data=data,
+        settings=config.train,
+        out_dir=context.stage_dir,
+        seed=context.seed,
+        system_prompt=None,
+        identity=None,
+        probes=None,
+        data_fingerprint=fingerprint,
+        force=context.options.get("force", False),
+        extend=context.options.get("extend", False),
+        console=context.console,
+    )
     result = run_training(context, job, f"{context.stage_dir.name}: CPT (replay {config.replay_ratio:.0%})")
     after = measure(result.artifacts["model"])
     forgetting = {}
     for key in before:
-        forgetting[key] = {"before": round(before[key], 4), "after": round(after[key], 4),
-                           "change_pct": round(100 * (after[key] / before[key] - 1), 2)}
-    result.metrics.update(replay_ratio=config.replay_ratio, perplexity=forgetting,
-                          data={"mixture": data.describe(), "domain_eval_blocks": len(domain_eval)})
+        forgetting[key] = {
+            "before": round(before[key], 4),
+            "after": round(after[key], 4),
+            "change_pct": round(100 * (after[key] / before[key] - 1), 2),
+        }
+    result.metrics.update(
+        replay_ratio=config.replay_ratio,
+        perplexity=forgetting,
+        data={"mixture": data.describe(), "domain_eval_blocks": len(domain_eval)},
+    )
     for key, row in forgetting.items():
         context.console.print(f"  {key}: {row['before']:.2f} → {row['after']:.2f} ({row['change_pct']:+.1f}%)")
     return result

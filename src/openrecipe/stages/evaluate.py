@@ -64,11 +64,19 @@ def run_eval(context: StageContext, config: EvalStage) -> StageResult:
         context.console.print(f"  {spec.name}: {took}")
     board = build_leaderboard(outcomes, seed=context.seed)
     comparison = compare_to_baseline(board, config.baseline) if config.baseline else []
-    atomic_write_json(context.stage_dir / "leaderboard.json", {**board, "baseline": config.baseline,
-                                                                "versus_baseline": comparison})
+    atomic_write_json(
+        context.stage_dir / "leaderboard.json",
+        {**board, "baseline": config.baseline, "versus_baseline": comparison},
+    )
     atomic_write_text(context.stage_dir / "leaderboard.md", to_markdown(board))
-    atomic_write_text(context.stage_dir / "predictions.jsonl", "".join(
-        json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n" for o in outcomes for r in o["results"]))
+    atomic_write_text(
+        context.stage_dir / "predictions.jsonl",
+        "".join(
+            json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n"
+            for o in outcomes
+            for r in o["results"]
+        ),
+    )
     from rich.table import Table
 
     table = Table(title="leaderboard")
@@ -80,6 +88,8 @@ def run_eval(context: StageContext, config: EvalStage) -> StageResult:
     context.console.print(table)
     return StageResult(
         metrics={"leaderboard": board, "versus_baseline": comparison},
-        artifacts={"leaderboard": str(context.stage_dir / "leaderboard.json"),
-                   "predictions": str(context.stage_dir / "predictions.jsonl")},
+        artifacts={
+            "leaderboard": str(context.stage_dir / "leaderboard.json"),
+            "predictions": str(context.stage_dir / "predictions.jsonl"),
+        },
     )

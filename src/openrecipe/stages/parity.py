@@ -67,7 +67,11 @@ def _measure(loaded, conversations, text_ids, max_new_tokens: int) -> dict[str, 
     replies = generate_texts(loaded, conversations, GenerationSettings(max_new_tokens=max_new_tokens), batch_size=1)
     seconds = time.perf_counter() - start
     tokens = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) + 1 for r in replies)
-    return {"replies": replies, "decode_tokens_per_s": tokens / seconds, "log_probs": _log_probs(loaded, text_ids)}
+    return {
+        "replies": replies,
+        "decode_tokens_per_s": tokens / seconds,
+        "log_probs": _log_probs(loaded, text_ids),
+    }
 
 
 @stage_kind(ParityStage, "Export parity: does every artifact still behave like the trained model?")
@@ -83,18 +87,32 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     reference_path = resolve_variant_model(context, config.reference)
     reference = load_model(reference_path, dtype="float32")
     text = context.resolve_path(config.heldout).read_text(encoding="utf-8") if config.heldout else ""
-    text_ids = [reference.tokenizer(part, add_special_tokens=False)["input_ids"][:256]
-                for part in text.split("\n\n") if part.strip()]
+    text_ids = [
+        reference.tokenizer(part, add_special_tokens=False)["input_ids"][:256]
+        for part in text.split("\n\n")
+        if part.strip()
+    ]
     base = _measure(reference, conversations, text_ids, config.max_new_tokens)
     del reference
     rows: list[dict[str, Any]] = []
-    reference_nll = sum(-float(lp.gather(-1, torch.tensor(ids[1:])[:, None]).sum())
-                        for lp, ids in zip(base["log_probs"], text_ids, strict=True))
+    reference_nll = sum(
+        -float(lp.gather(-1, torch.tensor(ids[1:])[:, None]).sum())
+        for lp, ids in zip(base["log_probs"], text_ids, strict=True)
+    )
     count = sum(len(ids) - 1 for ids in text_ids)
     reference_ppl = math.exp(reference_nll / count) if count else float("nan")
-    rows.append({"artifact": "reference", "model": reference_path, "exact_match": 1.0, "mean_kl": 0.0,
-                 "perplexity": reference_ppl, "perplexity_delta_pct": 0.0,
-                 "size_bytes": _size_bytes(reference_path), "decode_tokens_per_s": base["decode_tokens_per_s"]})
+    rows.append(
+        {
+            "artifact": "reference",
+            "model": reference_path,
+            "exact_match": 1.0,
+            "mean_kl": 0.0,
+            "perplexity": reference_ppl,
+            "perplexity_delta_pct": 0.0,
+            "size_bytes": _size_bytes(reference_path),
+            "decode_tokens_per_s": base["decode_tokens_per_s"],
+        }
+    )
     for spec in config.artifacts:
         path = resolve_variant_model(context, spec.model)
         loaded = load_model(path, dtype="float32")
@@ -105,23 +123,37 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
             kl_total += float((ref_lp.exp() * (ref_lp - art_lp)).sum())
             nll -= float(art_lp.gather(-1, torch.tensor(ids[1:])[:, None]).sum())
         ppl = math.exp(nll / count) if count else float("nan")
-        rows.append({"artifact": spec.name, "model": path, "exact_match": matches,
-                     "mean_kl": kl_total / count if count else float("nan"), "perplexity": ppl,
-                     "perplexity_delta_pct": 100 * (ppl / reference_ppl - 1) if count else float("nan"),
-                     "size_bytes": _size_bytes(path), "decode_tokens_per_s": measured["decode_tokens_per_s"],
-                     "replies": measured["replies"]})
+        rows.append(
+            {
+                "artifact": spec.name,
+                "model": path,
+                "exact_match": matches,
+                "mean_kl": kl_total / count if count else float("nan"),
+                "perplexity": ppl,
+                "perplexity_delta_pct": 100 * (ppl / reference_ppl - 1) if count else float("nan"),
+                "size_bytes": _size_bytes(path),
+                "decode_tokens_per_s": measured["decode_tokens_per_s"],
+                "replies": measured["replies"],
+            }
+        )
         del loaded
     reference_size = rows[0]["size_bytes"] or 0
-    lines = ["| artifact | exact match | mean KL | perplexity | Δ ppl | size | size ratio | decode tok/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| artifact | exact match | mean KL | perplexity | Δ ppl | size | size ratio | decode tok/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         size = row["size_bytes"] or 0
         row["size_ratio"] = size / reference_size if reference_size else None
-        lines.append(f"| {row['artifact']} | {100 * row['exact_match']:.0f}% | {row['mean_kl']:.4f} | "
-                     f"{row['perplexity']:.2f} | {row['perplexity_delta_pct']:+.1f}% | {size / 1e6:.0f} MB | "
-                     f"{row['size_ratio'] or 0:.2f}x | {row['decode_tokens_per_s']:.1f} |")
-    atomic_write_json(context.stage_dir / "parity.json", {"prompts": prompts, "reference_replies": base["replies"],
-                                                          "rows": rows})
+        lines.append(
+            f"| {row['artifact']} | {100 * row['exact_match']:.0f}% | {row['mean_kl']:.4f} | "
+            f"{row['perplexity']:.2f} | {row['perplexity_delta_pct']:+.1f}% | {size / 1e6:.0f} MB | "
+            f"{row['size_ratio'] or 0:.2f}x | {row['decode_tokens_per_s']:.1f} |"
+        )
+    atomic_write_json(
+        context.stage_dir / "parity.json",
+        {"prompts": prompts, "reference_replies": base["replies"], "rows": rows},
+    )
     atomic_write_text(context.stage_dir / "parity.md", "\n".join(lines) + "\n")
     for line in lines:
         context.console.print(line, markup=False, highlight=False)
@@ -129,19 +161,30 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     limits = config.thresholds
     for row in rows[1:]:
         if row["exact_match"] < limits.min_exact_match:
-            problems.append(f"{row['artifact']}: exact match {100 * row['exact_match']:.0f}% < "
-                            f"{100 * limits.min_exact_match:.0f}%")
+            problems.append(
+                f"{row['artifact']}: exact match {100 * row['exact_match']:.0f}% < {100 * limits.min_exact_match:.0f}%"
+            )
         if row["perplexity_delta_pct"] > limits.max_perplexity_increase_pct:
-            problems.append(f"{row['artifact']}: perplexity +{row['perplexity_delta_pct']:.1f}% > "
-                            f"+{limits.max_perplexity_increase_pct}%")
+            problems.append(
+                f"{row['artifact']}: perplexity +{row['perplexity_delta_pct']:.1f}% > "
+                f"+{limits.max_perplexity_increase_pct}%"
+            )
         if row["mean_kl"] > limits.max_mean_kl:
             problems.append(f"{row['artifact']}: mean KL {row['mean_kl']:.3f} > {limits.max_mean_kl}")
     if problems and config.on_regression == "fail":
-        raise OpenRecipeError("export parity regression: " + "; ".join(problems),
-                              fix="inspect parity.md; relax thresholds or drop the artifact")
+        raise OpenRecipeError(
+            "export parity regression: " + "; ".join(problems),
+            fix="inspect parity.md; relax thresholds or drop the artifact",
+        )
     for problem in problems:
         context.console.print(f"[yellow]parity warning: {problem}[/yellow]")
-    return StageResult(metrics={"rows": [{k: v for k, v in r.items() if k != "replies"} for r in rows],
-                                "regressions": problems},
-                       artifacts={"parity": str(context.stage_dir / "parity.json"),
-                                  "parity_md": str(context.stage_dir / "parity.md")})
+    return StageResult(
+        metrics={
+            "rows": [{k: v for k, v in r.items() if k != "replies"} for r in rows],
+            "regressions": problems,
+        },
+        artifacts={
+            "parity": str(context.stage_dir / "parity.json"),
+            "parity_md": str(context.stage_dir / "parity.md"),
+        },
+    )

@@ -28,16 +28,21 @@ def _verdict(context: StageContext, evaluation: dict[str, Any]) -> str | None:
     comparison = evaluation.get("versus_baseline") or []
     if not comparison:
         return None
-    train_seconds = sum(r.metrics.get("train_seconds", 0) for r in context.results.values()
-                        if "train_seconds" in r.metrics)
+    train_seconds = sum(
+        r.metrics.get("train_seconds", 0) for r in context.results.values() if "train_seconds" in r.metrics
+    )
     best = max(comparison, key=lambda row: row["delta_points"])
     if best["delta_points"] > 0:
-        return (f"Fine-tuning beat prompting: {best['variant']} scores {100 * best['mean_score']:.0f}% vs "
-                f"{100 * best['baseline_mean_score']:.0f}% for the base model with the system prompt "
-                f"(+{best['delta_points']:.0f} points) after {train_seconds:.0f} s of training.")
-    return (f"Prompting alone was as good: the best fine-tuned variant ({best['variant']}) is "
-            f"{-best['delta_points']:.0f} points behind the base model with the system prompt "
-            f"({train_seconds:.0f} s of training spent).")
+        return (
+            f"Fine-tuning beat prompting: {best['variant']} scores {100 * best['mean_score']:.0f}% vs "
+            f"{100 * best['baseline_mean_score']:.0f}% for the base model with the system prompt "
+            f"(+{best['delta_points']:.0f} points) after {train_seconds:.0f} s of training."
+        )
+    return (
+        f"Prompting alone was as good: the best fine-tuned variant ({best['variant']}) is "
+        f"{-best['delta_points']:.0f} points behind the base model with the system prompt "
+        f"({train_seconds:.0f} s of training spent)."
+    )
 
 
 @stage_kind(ReportStage, "Write report.md and report.html for the whole run")
@@ -47,11 +52,21 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
     assets = context.run_dir / "report_assets"
     assets.mkdir(exist_ok=True)
     images: list[str] = []
-    summary: dict[str, Any] = {"recipe": context.recipe_name or context.run_dir.name, "stages": [], "images": images, "commands": []}
+    summary: dict[str, Any] = {
+        "recipe": context.recipe_name or context.run_dir.name,
+        "stages": [],
+        "images": images,
+        "commands": [],
+    }
     evaluation: dict[str, Any] = {}
     for stage_id, result in context.results.items():
-        summary["stages"].append({"id": stage_id, "kind": result.metrics.get("_kind", ""),
-                                  "seconds": result.metrics.get("_seconds", 0.0)})
+        summary["stages"].append(
+            {
+                "id": stage_id,
+                "kind": result.metrics.get("_kind", ""),
+                "seconds": result.metrics.get("_seconds", 0.0),
+            }
+        )
         if "loss_curve" in result.artifacts:
             images.append(result.artifacts["loss_curve"])
         if "leaderboard" in result.metrics:
@@ -59,27 +74,38 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
         if "rows_in" in result.metrics and "removed" in result.metrics:
             removed = ", ".join(f"{k} {v}" for k, v in result.metrics["removed"].items()) or "nothing"
             summary.setdefault("cleaning", []).append(
-                f"{stage_id}: {result.metrics['rows_in']} rows in, {result.metrics['rows_out']} out (removed: {removed})")
+                f"{stage_id}: {result.metrics['rows_in']} rows in, {result.metrics['rows_out']} out "
+                f"(removed: {removed})"
+            )
     board = evaluation.get("leaderboard")
     if board:
         summary["leaderboard"] = board
         chart = leaderboard_chart(board, assets / "leaderboard.png")
         if chart:
             images.append(str(chart))
-        summary["identity"] = [f"{row['variant']}: {100 * row['cells']['identity']['score']:.0f}% "
-                               f"(n={row['cells']['identity']['n']})" for row in board["rows"]
-                               if "identity" in row["cells"]]
+        summary["identity"] = [
+            f"{row['variant']}: {100 * row['cells']['identity']['score']:.0f}% (n={row['cells']['identity']['n']})"
+            for row in board["rows"]
+            if "identity" in row["cells"]
+        ]
         points = []
         for row in board["rows"]:
             scores = [c["score"] for d, c in row["cells"].items() if not d.endswith(" ppl")]
-            points.append({"variant": row["variant"], "size_mb": _folder_size_mb(row["model"]),
-                           "score": sum(scores) / len(scores) if scores else float("nan")})
+            points.append(
+                {
+                    "variant": row["variant"],
+                    "size_mb": _folder_size_mb(row["model"]),
+                    "score": sum(scores) / len(scores) if scores else float("nan"),
+                }
+            )
         scatter = size_quality_chart(points, assets / "size_vs_quality.png")
         if scatter:
             images.append(str(scatter))
     summary["verdict"] = _verdict(context, evaluation)
-    final = next((r.artifacts["model"] for r in reversed(list(context.results.values())) if "model" in r.artifacts),
-                 None)
+    final = next(
+        (r.artifacts["model"] for r in reversed(list(context.results.values())) if "model" in r.artifacts),
+        None,
+    )
     if final:
         system = f' --system "{context.system_prompt}"' if context.system_prompt else ""
         summary["commands"] = [f"openrecipe chat {final}{system}", f"openrecipe serve {final}"]
@@ -93,6 +119,10 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
     context.console.print(f"  report: {context.run_dir / 'report.html'}")
     for command in summary["commands"]:
         context.console.print(f"  try: {command}", markup=False)
-    return StageResult(metrics={"verdict": summary["verdict"]},
-                       artifacts={"report_md": str(context.run_dir / "report.md"),
-                                  "report_html": str(context.run_dir / "report.html")})
+    return StageResult(
+        metrics={"verdict": summary["verdict"]},
+        artifacts={
+            "report_md": str(context.run_dir / "report.md"),
+            "report_html": str(context.run_dir / "report.html"),
+        },
+    )

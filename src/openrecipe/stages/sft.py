@@ -33,7 +33,7 @@ def split_eval(examples: list, fraction: float, seed: int, salt: int) -> tuple[l
     if fraction <= 0 or len(examples) < 10:
         return examples, []
     order = np.random.default_rng([seed, 7919, salt]).permutation(len(examples))
-    cut = max(1, int(round(fraction * len(examples))))
+    cut = max(1, round(fraction * len(examples)))
     held = set(order[:cut].tolist())
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
 
@@ -52,8 +52,10 @@ def run_sft(context: StageContext, config: SftStage) -> StageResult:
         records = read_ref(context, ref)
         chats = [record.messages for record in records if record.messages is not None]
         if len(chats) != len(records):
-            raise OpenRecipeError(f"data source {ref.label()!r} holds plain text, not chats",
-                                  fix="use it in a `cpt` stage, or point to chat data")
+            raise OpenRecipeError(
+                f"data source {ref.label()!r} holds plain text, not chats",
+                fix="use it in a `cpt` stage, or point to chat data",
+            )
         examples, tokenize_stats = tokenize_conversations(tokenizer, chats, config.tokenize, system_prompt=system)
         if not examples:
             raise OpenRecipeError(f"data source {ref.label()!r} has no trainable examples after tokenization")
@@ -63,12 +65,25 @@ def run_sft(context: StageContext, config: SftStage) -> StageResult:
         stats[ref.label()] = tokenize_stats.to_json()
     data = TrainData(sources, weights, evals, max_upsample=config.max_upsample)
     fingerprint = sha256_json({"sources": sources, "weights": weights, "eval": evals})
-    context.console.print("  mixture: " + ", ".join(
-        f"{name} {row['examples']} ex × {row['upsample']} (w={row['weight']})" for name, row in data.describe().items()))
+    context.console.print(
+        "  mixture: "
+        + ", ".join(
+            f"{name} {row['examples']} ex × {row['upsample']} (w={row['weight']})"
+            for name, row in data.describe().items()
+        )
+    )
     job = TrainJob(
-        model_reference=reference, data=data, settings=config.train, out_dir=context.stage_dir, seed=context.seed,
-        system_prompt=system, identity=context.identity, probes=config.probes, data_fingerprint=fingerprint,
-        force=context.options.get("force", False), extend=context.options.get("extend", False),
+        model_reference=reference,
+        data=data,
+        settings=config.train,
+        out_dir=context.stage_dir,
+        seed=context.seed,
+        system_prompt=system,
+        identity=context.identity,
+        probes=config.probes,
+        data_fingerprint=fingerprint,
+        force=context.options.get("force", False),
+        extend=context.options.get("extend", False),
         console=context.console,
     )
     result = run_training(context, job, f"{context.stage_dir.name}: SFT ({config.train.method})")

@@ -23,8 +23,9 @@ class DataRef(StrictModel):
     text_field: str = "text"
 
     def label(self) -> str:
-        return self.name or (self.path[len(STAGE_REF_PREFIX) :] if self.path.startswith(STAGE_REF_PREFIX)
-                             else Path(self.path).stem)
+        return self.name or (
+            self.path[len(STAGE_REF_PREFIX) :] if self.path.startswith(STAGE_REF_PREFIX) else Path(self.path).stem
+        )
 
 
 def read_ref(context: StageContext, ref: DataRef) -> list[Record]:
@@ -49,11 +50,17 @@ def run_training(context: StageContext, job: TrainJob, title: str) -> StageResul
     outcome = train(job)
     artifacts = dict(outcome.artifacts)
     if outcome.model is not None:
-        artifacts.update(save_outputs(
-            outcome.model.model, outcome.model.tokenizer, context.stage_dir, method=job.settings.method,
-            base_reference=_portable_reference(context, job.model_reference), system_prompt=job.system_prompt,
-            metadata={"stage": context.stage_dir.name},
-        ))
+        artifacts.update(
+            save_outputs(
+                outcome.model.model,
+                outcome.model.tokenizer,
+                context.stage_dir,
+                method=job.settings.method,
+                base_reference=_portable_reference(context, job.model_reference),
+                system_prompt=job.system_prompt,
+                metadata={"stage": context.stage_dir.name},
+            )
+        )
         plot = plot_loss(context.stage_dir / "metrics.jsonl", context.stage_dir / "loss.png", title)
         if plot is not None:
             artifacts["loss_curve"] = str(plot)
@@ -68,5 +75,10 @@ def run_training(context: StageContext, job: TrainJob, title: str) -> StageResul
 
 def _portable_reference(context: StageContext, reference: str) -> str:
     """Adapters record their base; keep `default` symbolic so a published adapter works on any machine."""
-    return "default" if reference == "default" else str(Path(reference).resolve()) if Path(reference).exists() \
+    return (
+        "default"
+        if reference == "default"
+        else str(Path(reference).resolve())
+        if Path(reference).exists()
         else reference
+    )

@@ -39,9 +39,14 @@ class TrainData:
             tokens = sum(len(example["input_ids"]) for example in items)
             trainable = sum(sum(1 for label in example["labels"] if label != IGNORE_INDEX) for example in items)
             factor = counts[name] / len(items)
-            out[name] = {"examples": len(items), "per_epoch": counts[name], "upsample": round(factor, 3),
-                         "weight": self.weights[name], "tokens": tokens,
-                         "effective_trainable_tokens_per_epoch": round(trainable * factor)}
+            out[name] = {
+                "examples": len(items),
+                "per_epoch": counts[name],
+                "upsample": round(factor, 3),
+                "weight": self.weights[name],
+                "tokens": tokens,
+                "effective_trainable_tokens_per_epoch": round(trainable * factor),
+            }
         return out
 
 

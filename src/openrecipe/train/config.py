@@ -83,6 +83,15 @@ class TrainSettings(StrictModel):
         """Settings that change the training trajectory: resuming under different ones is refused."""
         return self.model_dump(
             mode="json",
-            exclude={"save_every_steps", "keep_checkpoints", "log_every_steps", "tensorboard", "epochs",
-                     "max_steps", "eval_every_steps", "nonfinite_patience", "compile"},
+            exclude={
+                "save_every_steps",
+                "keep_checkpoints",
+                "log_every_steps",
+                "tensorboard",
+                "epochs",
+                "max_steps",
+                "eval_every_steps",
+                "nonfinite_patience",
+                "compile",
+            },
         )

@@ -30,16 +30,23 @@ class TrainedTokenLoss(nn.Module):
         plain = any(getattr(config, name, None) for name in _POSTPROCESSED_LOGITS)
         self._split = None if plain or decoder is None or not isinstance(head, nn.Linear) else (decoder, head)
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         if self._split is None:
-            logits = self.causal_lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                    use_cache=False).logits[:, :-1]
+            logits = self.causal_lm(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).logits[:, :-1]
             return nn.functional.cross_entropy(logits[keep].float(), targets[keep], reduction="sum")
         decoder, head = self._split
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=False).last_hidden_state[:, :-1]
+        hidden = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state[:, :-1]
         logits = head(hidden[keep]).float()
         return nn.functional.cross_entropy(logits, targets[keep], reduction="sum")

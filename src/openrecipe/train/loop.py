@@ -19,7 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from openrecipe.checkpoint.manager import CheckpointManager, fault_from_env
-from openrecipe.checkpoint.tensors import optimizer_from_tensors, optimizer_to_tensors, rng_from_tensors, rng_to_tensors
+from openrecipe.checkpoint.tensors import (
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    rng_from_tensors,
+    rng_to_tensors,
+)
 from openrecipe.config.common import Identity
 from openrecipe.errors import OpenRecipeError, RunInterrupted
 from openrecipe.models.device import pick_device
@@ -107,9 +112,15 @@ def evaluate_loss(model, examples, pad_token_id: int, micro: int, device: torch.
 
 
 def _trajectory(job: TrainJob, total_steps: int, world: int) -> dict[str, Any]:
-    return {"settings": job.settings.trajectory(), "seed": job.seed, "data": job.data_fingerprint,
-            "model": job.model_reference, "system_prompt": job.system_prompt, "total_steps": total_steps,
-            "world_size": world}
+    return {
+        "settings": job.settings.trajectory(),
+        "seed": job.seed,
+        "data": job.data_fingerprint,
+        "model": job.model_reference,
+        "system_prompt": job.system_prompt,
+        "total_steps": total_steps,
+        "world_size": world,
+    }
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -147,8 +158,12 @@ def train(job: TrainJob) -> TrainOutcome:
     tokenizer = trainee.tokenizer
     pad_id = tokenizer.pad_token_id
     named = trainee.trainable_parameters()
-    optimizer = torch.optim.AdamW(list(named.values()), lr=settings.learning_rate, betas=settings.betas,
-                                  weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        list(named.values()),
+        lr=settings.learning_rate,
+        betas=settings.betas,
+        weight_decay=settings.weight_decay,
+    )
     model = TrainedTokenLoss(trainee.model)
     if settings.compile:
         model = torch.compile(model)
@@ -162,9 +177,17 @@ def train(job: TrainJob) -> TrainOutcome:
     metrics_path = job.out_dir / "metrics.jsonl"
     fault = fault_from_env()
     manager = CheckpointManager(job.out_dir / "checkpoints", keep=settings.keep_checkpoints, fault_hook=fault)
-    state: dict[str, Any] = {"step": 0, "tokens_seen": 0, "nonfinite_steps": 0, "consecutive_nonfinite": 0,
-                             "best_eval_loss": None, "best_step": None, "finished": False, "stop_reason": None,
-                             "train_seconds": 0.0}
+    state: dict[str, Any] = {
+        "step": 0,
+        "tokens_seen": 0,
+        "nonfinite_steps": 0,
+        "consecutive_nonfinite": 0,
+        "best_eval_loss": None,
+        "best_step": None,
+        "finished": False,
+        "stop_reason": None,
+        "train_seconds": 0.0,
+    }
     resumed_from = None
     if is_main:
         for name in manager.clean_temporary():
@@ -175,8 +198,11 @@ def train(job: TrainJob) -> TrainOutcome:
         changes = _differences(saved, trajectory)
         only_length = all(change.startswith("total_steps") for change in changes)
         if changes and not job.force and not (only_length and job.extend):
-            hint = ("pass --extend to continue training to the new length" if only_length else
-                    "pass --force to resume anyway, or use a new run folder")
+            hint = (
+                "pass --extend to continue training to the new length"
+                if only_length
+                else "pass --force to resume anyway, or use a new run folder"
+            )
             raise OpenRecipeError(
                 f"the checkpoint in {manager.directory} was made with different settings: {'; '.join(changes)}",
                 fix=hint,
@@ -187,8 +213,10 @@ def train(job: TrainJob) -> TrainOutcome:
         params = checkpoint.tensors["trainable"]
         missing = set(named) - set(params)
         if missing:
-            raise OpenRecipeError(f"checkpoint {checkpoint.path.name} lacks weights for {sorted(missing)[0]}",
-                                  fix="it belongs to another model; use a new run folder")
+            raise OpenRecipeError(
+                f"checkpoint {checkpoint.path.name} lacks weights for {sorted(missing)[0]}",
+                fix="it belongs to another model; use a new run folder",
+            )
         with torch.no_grad():
             for name, parameter in named.items():
                 parameter.copy_(params[name].to(parameter.dtype))
@@ -227,7 +255,7 @@ def train(job: TrainJob) -> TrainOutcome:
     probes = build_probes(job.probes, job.identity) if job.probes is not None else []
     unwrapped = trainee.model
     eval_every = settings.eval_every_steps or per_epoch
-    probe_every = (job.probes.every_steps if job.probes and job.probes.every_steps else per_epoch)
+    probe_every = job.probes.every_steps if job.probes and job.probes.every_steps else per_epoch
     from openrecipe.utils.peak import flops_per_token, measured_peak_flops
 
     config = trainee.model.config
@@ -238,11 +266,19 @@ def train(job: TrainJob) -> TrainOutcome:
     orders: dict[int, list] = {}
     started = time.perf_counter()
     train_seconds = 0.0
-    with _Signals() as signals, Progress(
-        TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"), TimeRemainingColumn(),
-        console=console, disable=not is_main, transient=False,
-    ) as progress:
+    with (
+        _Signals() as signals,
+        Progress(
+            TextColumn("[bold]train[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not is_main,
+            transient=False,
+        ) as progress,
+    ):
         task = progress.add_task("train", total=total_steps, completed=state["step"], loss="-", speed="-")
         while state["step"] < total_steps and not state["finished"]:
             step = state["step"]
@@ -287,15 +323,31 @@ def train(job: TrainJob) -> TrainOutcome:
             tokens = sum(len(example["input_ids"]) for example in batch_examples)
             state["tokens_seen"] += tokens
             state["step"] = step + 1
-            row: dict[str, Any] = {"step": step + 1, "epoch": round((step + 1) / per_epoch, 4), "loss": loss,
-                                   "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
-                                   "tokens_per_s": round(tokens / seconds, 1),
-                                   "nonfinite_steps": state["nonfinite_steps"]}
+            row: dict[str, Any] = {
+                "step": step + 1,
+                "epoch": round((step + 1) / per_epoch, 4),
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "tokens": tokens,
+                "tokens_per_s": round(tokens / seconds, 1),
+                "nonfinite_steps": state["nonfinite_steps"],
+            }
             if peak:
                 seq = tokens / max(1, len(batch_examples))
-                row["mfu"] = round(tokens * flops_per_token(num_params, config.num_hidden_layers, int(seq),
-                                                            config.hidden_size, settings.method == "full")
-                                   / seconds / peak, 4)
+                row["mfu"] = round(
+                    tokens
+                    * flops_per_token(
+                        num_params,
+                        config.num_hidden_layers,
+                        int(seq),
+                        config.hidden_size,
+                        settings.method == "full",
+                    )
+                    / seconds
+                    / peak,
+                    4,
+                )
             if state["consecutive_nonfinite"] >= settings.nonfinite_patience:
                 _append(metrics_path, row, is_main)
                 raise OpenRecipeError(
@@ -312,12 +364,22 @@ def train(job: TrainJob) -> TrainOutcome:
                     if state["best_eval_loss"] is None or eval_loss < state["best_eval_loss"]:
                         state.update(best_eval_loss=eval_loss, best_step=step + 1)
             if probes and ((step + 1) % probe_every == 0 or boundary):
-                results = run_probes(unwrapped, tokenizer, probes, job.system_prompt, device, trainee.autocast(),
-                                     job.probes.max_new_tokens)
+                results = run_probes(
+                    unwrapped,
+                    tokenizer,
+                    probes,
+                    job.system_prompt,
+                    device,
+                    trainee.autocast(),
+                    job.probes.max_new_tokens,
+                )
                 row["probes_passed"] = sum(r.passed for r in results)
                 probe_log.append({"step": step + 1, "results": [r.__dict__ for r in results]})
-                if (job.probes.stop_when_passed and all(r.passed for r in results)
-                        and (step + 1) / per_epoch >= job.probes.min_epochs):
+                if (
+                    job.probes.stop_when_passed
+                    and all(r.passed for r in results)
+                    and (step + 1) / per_epoch >= job.probes.min_epochs
+                ):
                     state.update(finished=True, stop_reason=f"all {len(results)} probes passed at step {step + 1}")
             if state["step"] == total_steps and not state["finished"]:
                 state.update(finished=True, stop_reason="reached the planned number of steps")
@@ -326,15 +388,24 @@ def train(job: TrainJob) -> TrainOutcome:
             if state["finished"] or (step + 1) % settings.save_every_steps == 0 or signals.received:
                 save_checkpoint()
             if signals.received and not state["finished"]:
-                raise RunInterrupted(f"stopped by signal {signals.received} at step {state['step']}; "
-                                     "re-run the same command to resume")
+                raise RunInterrupted(
+                    f"stopped by signal {signals.received} at step {state['step']}; re-run the same command to resume"
+                )
     if is_main and probe_log:
         (job.out_dir / "probes.json").write_text(json.dumps(probe_log, ensure_ascii=False, indent=1))
-    metrics = {"steps": state["step"], "total_steps": total_steps, "epochs": round(state["step"] / per_epoch, 3),
-               "tokens_seen": state["tokens_seen"], "nonfinite_steps": state["nonfinite_steps"],
-               "train_seconds": round(state.get("train_seconds", train_seconds), 2), "wall_seconds": round(time.perf_counter() - started, 2),
-               "stop_reason": state["stop_reason"], "resumed_from_step": resumed_from,
-               "best_eval_loss": state["best_eval_loss"], "best_step": state["best_step"]}
+    metrics = {
+        "steps": state["step"],
+        "total_steps": total_steps,
+        "epochs": round(state["step"] / per_epoch, 3),
+        "tokens_seen": state["tokens_seen"],
+        "nonfinite_steps": state["nonfinite_steps"],
+        "train_seconds": round(state.get("train_seconds", train_seconds), 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "stop_reason": state["stop_reason"],
+        "resumed_from_step": resumed_from,
+        "best_eval_loss": state["best_eval_loss"],
+        "best_step": state["best_step"],
+    }
     if metrics_path.exists():
         rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
         losses = [r["loss"] for r in rows if "loss" in r]

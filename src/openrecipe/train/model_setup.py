@@ -37,14 +37,22 @@ def pick_autocast(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "bf16":
         if device.type == "cpu" and not fast_bf16(device):
-            raise OpenRecipeError("precision: bf16 was asked for, but this CPU has no native bf16",
-                                  fix="use precision: auto or fp32")
+            raise OpenRecipeError(
+                "precision: bf16 was asked for, but this CPU has no native bf16",
+                fix="use precision: auto or fp32",
+            )
         return torch.bfloat16
     return torch.bfloat16 if fast_bf16(device) else None
 
 
-def load_for_training(reference: str, settings: TrainSettings, device: torch.device, *, trust_remote_code: bool = False,
-                      seed: int = 0) -> TrainModel:
+def load_for_training(
+    reference: str,
+    settings: TrainSettings,
+    device: torch.device,
+    *,
+    trust_remote_code: bool = False,
+    seed: int = 0,
+) -> TrainModel:
     """Weights stay fp32 (master copy); bf16 runs through autocast — pure bf16 weights lose small updates."""
     from transformers import AutoModelForCausalLM
 
@@ -52,8 +60,7 @@ def load_for_training(reference: str, settings: TrainSettings, device: torch.dev
     if ref.kind in ("gguf", "hub", "adapter"):
         from openrecipe.models.loading import load_model
 
-        loaded = load_model(ref, device="cpu", dtype="float32", trust_remote_code=trust_remote_code,
-                            merge_adapter=True)
+        loaded = load_model(ref, device="cpu", dtype="float32", trust_remote_code=trust_remote_code, merge_adapter=True)
         model, tokenizer = loaded.model, loaded.tokenizer
     else:
         from openrecipe.models.loading import model_source_path
@@ -63,7 +70,9 @@ def load_for_training(reference: str, settings: TrainSettings, device: torch.dev
         if settings.method == "qlora":
             quantization = _qlora_config(device)
         model = AutoModelForCausalLM.from_pretrained(
-            str(model_source_path(ref)), dtype=torch.float32, trust_remote_code=trust_remote_code,
+            str(model_source_path(ref)),
+            dtype=torch.float32,
+            trust_remote_code=trust_remote_code,
             quantization_config=quantization,
         )
     if tokenizer.pad_token is None:
@@ -78,10 +87,16 @@ def load_for_training(reference: str, settings: TrainSettings, device: torch.dev
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.gradient_checkpointing)
         torch.manual_seed(seed)  # LoRA A matrices are initialized randomly: tie them to the recipe seed
         lora = settings.lora
-        model = get_peft_model(model, LoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-            task_type="CAUSAL_LM",
-        ))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=lora.rank,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if settings.method != "full":
@@ -105,5 +120,9 @@ def _qlora_config(device: torch.device):
         raise OpenRecipeError("QLoRA needs bitsandbytes", fix="pip install bitsandbytes") from None
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
-                              bnb_4bit_use_double_quant=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )

@@ -31,8 +31,16 @@ def adopt_system_prompt(tokenizer, system_prompt: str | None) -> bool:
     return True
 
 
-def save_outputs(model, tokenizer, stage_dir: Path, *, method: str, base_reference: str,
-                 system_prompt: str | None, metadata: dict[str, Any]) -> dict[str, str]:
+def save_outputs(
+    model,
+    tokenizer,
+    stage_dir: Path,
+    *,
+    method: str,
+    base_reference: str,
+    system_prompt: str | None,
+    metadata: dict[str, Any],
+) -> dict[str, str]:
     """adapter/ (LoRA) and model/ (a complete HF folder, LoRA merged) — both atomically."""
     artifacts: dict[str, str] = {}
     adopt_system_prompt(tokenizer, system_prompt)

@@ -32,8 +32,7 @@ def build_probes(settings: ProbeSettings, identity: Identity | None) -> list[Pro
                 continue
             if per_language.get(item.language, 0) < 2:  # two held-out phrasings per language
                 per_language[item.language] = per_language.get(item.language, 0) + 1
-                probes.append(Probe(prompt=item.question, expect=[identity.name, identity.organization],
-                                    reject=reject))
+                probes.append(Probe(prompt=item.question, expect=[identity.name, identity.organization], reject=reject))
     return probes
 
 
@@ -45,8 +44,15 @@ def passes(reply: str, probe: Probe) -> bool:
 
 
 @torch.no_grad()
-def run_probes(model, tokenizer, probes: list[Probe], system_prompt: str | None, device: torch.device,
-               autocast, max_new_tokens: int) -> list[ProbeResult]:
+def run_probes(
+    model,
+    tokenizer,
+    probes: list[Probe],
+    system_prompt: str | None,
+    device: torch.device,
+    autocast,
+    max_new_tokens: int,
+) -> list[ProbeResult]:
     """Greedy replies; model mode and RNG state are restored so probing never changes the trajectory."""
     from openrecipe.models.generation import GenerationSettings, build_messages, generate_texts
     from openrecipe.models.loading import LoadedModel
@@ -60,8 +66,12 @@ def run_probes(model, tokenizer, probes: list[Probe], system_prompt: str | None,
     try:
         loaded = LoadedModel(model, tokenizer, None, device, torch.float32)  # type: ignore[arg-type]
         with autocast:
-            replies = generate_texts(loaded, [build_messages(p.prompt, system_prompt) for p in probes],
-                                     GenerationSettings(max_new_tokens=max_new_tokens), batch_size=len(probes))
+            replies = generate_texts(
+                loaded,
+                [build_messages(p.prompt, system_prompt) for p in probes],
+                GenerationSettings(max_new_tokens=max_new_tokens),
+                batch_size=len(probes),
+            )
     finally:
         model.config.use_cache = False
         model.train(was_training)

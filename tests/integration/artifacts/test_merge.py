@@ -15,8 +15,12 @@ def weights(folder):
     [("linear", {}), ("slerp", {"t": 0.3}), ("ties", {}), ("dare_ties", {}), ("task_arithmetic", {})],
 )
 def test_each_method_gives_finite_weights_of_the_same_shapes(tmp_path, tiny_model_dir, tiny_model_dir_b, method, extra):
-    settings = MergeSettings(method=method, base=str(tiny_model_dir), models=[{"model": str(tiny_model_dir_b),
-                                                                               "weight": 0.6, "density": 0.5}], **extra)
+    settings = MergeSettings(
+        method=method,
+        base=str(tiny_model_dir),
+        models=[{"model": str(tiny_model_dir_b), "weight": 0.6, "density": 0.5}],
+        **extra,
+    )
     run_merge(settings, tmp_path / "out")
     merged, reference = weights(tmp_path / "out"), weights(tiny_model_dir)
     assert merged.keys() == reference.keys() or set(reference) - set(merged) <= {"lm_head.weight"}
@@ -59,8 +63,10 @@ def test_preflight_refuses_different_vocabularies(tmp_path, tiny_model_dir):
     vocab["zz" + first] = vocab.pop(first)
     (other / "tokenizer.json").write_text(json.dumps(data))
     with pytest.raises(OpenRecipeError, match="vocabularies differ"):
-        run_merge(MergeSettings(method="linear", base=str(tiny_model_dir), models=[{"model": str(other)}]),
-                  tmp_path / "out")
+        run_merge(
+            MergeSettings(method="linear", base=str(tiny_model_dir), models=[{"model": str(other)}]),
+            tmp_path / "out",
+        )
 
 
 def test_settings_validation():

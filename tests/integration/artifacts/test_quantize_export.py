@@ -40,7 +40,12 @@ def test_gguf_export_reads_back_and_loads_in_transformers(tmp_path, tiny_model_d
     from gguf import GGUFReader
 
     names = {t.name for t in GGUFReader(str(tmp_path / "tiny-f16.gguf")).tensors}
-    assert {"token_embd.weight", "blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output_norm.weight"} <= names
+    assert {
+        "token_embd.weight",
+        "blk.0.attn_q.weight",
+        "blk.1.ffn_down.weight",
+        "output_norm.weight",
+    } <= names
     original = load_model(str(tiny_model_dir), dtype="float32")
     ids = [1, 50, 300, 4000, 12]
     for qtype, tolerance in (("f16", 1e-2), ("q8_0", 5e-2)):

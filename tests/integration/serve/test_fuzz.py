@@ -14,11 +14,22 @@ values = st.recursive(
     max_leaves=10,
 )
 bodies = st.one_of(
-    st.fixed_dictionaries({"model": st.sampled_from(["tiny", "x"]), "messages": values},
-                          optional={"max_tokens": values, "temperature": values, "stream": values, "stop": values,
-                                    "top_p": values, "n": values, "seed": values}),
-    st.fixed_dictionaries({"model": st.just("tiny"), "prompt": values},
-                          optional={"max_tokens": st.integers(-2, 3), "echo": values}),
+    st.fixed_dictionaries(
+        {"model": st.sampled_from(["tiny", "x"]), "messages": values},
+        optional={
+            "max_tokens": values,
+            "temperature": values,
+            "stream": values,
+            "stop": values,
+            "top_p": values,
+            "n": values,
+            "seed": values,
+        },
+    ),
+    st.fixed_dictionaries(
+        {"model": st.just("tiny"), "prompt": values},
+        optional={"max_tokens": st.integers(-2, 3), "echo": values},
+    ),
     values,
 )
 

@@ -30,8 +30,16 @@ def test_chat_completion_usage_and_length(client):
 
 def test_streaming_ends_with_done_and_matches_non_streaming(client):
     full = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=6, temperature=0)
-    chunks = list(client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=6, temperature=0,
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=CHAT,
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == full.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
@@ -59,8 +67,11 @@ def test_stop_sequences(client):
     [
         ({"model": "other"}, openai.NotFoundError, "model_not_found"),
         ({"max_tokens": 10_000}, openai.BadRequestError, "max_tokens_too_large"),
-        ({"messages": [{"role": "user", "content": "word " * 600}]}, openai.BadRequestError,
-         "context_length_exceeded"),
+        (
+            {"messages": [{"role": "user", "content": "word " * 600}]},
+            openai.BadRequestError,
+            "context_length_exceeded",
+        ),
         ({"n": 2}, openai.BadRequestError, "invalid_value"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, openai.BadRequestError, "invalid_value"),
         ({"temperature": 7}, openai.BadRequestError, "invalid_value"),
@@ -87,14 +98,23 @@ def test_authentication(server):
 def test_body_size_content_type_and_origin(server):
     base, _ = server
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    big = httpx.post(f"{base}/v1/chat/completions", headers={**headers, "Content-Type": "application/json"},
-                     content=b'{"x": "' + b"a" * 30_000 + b'"}')
+    big = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={**headers, "Content-Type": "application/json"},
+        content=b'{"x": "' + b"a" * 30_000 + b'"}',
+    )
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
-    text = httpx.post(f"{base}/v1/chat/completions", headers={**headers, "Content-Type": "text/plain"},
-                      content=b'{"model": "tiny", "messages": []}')
+    text = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={**headers, "Content-Type": "text/plain"},
+        content=b'{"model": "tiny", "messages": []}',
+    )
     assert text.status_code == 415  # a cross-site form cannot send JSON without a preflight
-    cross = httpx.post(f"{base}/v1/chat/completions", headers={**headers, "Origin": "https://evil.example"},
-                       json={"model": "tiny", "messages": CHAT})
+    cross = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={**headers, "Origin": "https://evil.example"},
+        json={"model": "tiny", "messages": CHAT},
+    )
     assert cross.status_code == 403 and "access-control-allow-origin" not in cross.headers
     missing = httpx.get(f"{base}/v1/nope", headers=headers)
     assert missing.status_code == 404 and "error" in missing.json()
@@ -106,8 +126,11 @@ def test_concurrent_requests_are_batched(server, client):
     results = []
 
     def ask(i):
-        results.append(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"q{i}"}],
-                                                      max_tokens=16, temperature=0))
+        results.append(
+            client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=16, temperature=0
+            )
+        )
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
     for thread in threads:
@@ -140,7 +163,10 @@ def test_client_disconnect_stops_generation(tiny_model_dir):
 def test_rate_limit_with_retry_after(tiny_model_dir):
     from openai import OpenAI
 
-    with running_server(model=str(tiny_model_dir), max_concurrent=1, max_tokens_cap=4000, decode_chunk=1) as (base, _):
+    with running_server(model=str(tiny_model_dir), max_concurrent=1, max_tokens_cap=4000, decode_chunk=1) as (
+        base,
+        _,
+    ):
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
         stream = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=300, stream=True)
         next(iter(stream))

@@ -18,9 +18,22 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
     run_cli(["run", str(recipe), "--out", str(single)])
     double = tmp_path / "double"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-         "-m", "openrecipe", "run", str(recipe), "--out", str(double)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "openrecipe",
+            "run",
+            str(recipe),
+            "--out",
+            str(double),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     trajectory = json.loads(next((double / "sft" / "checkpoints").iterdir()).joinpath("trajectory.json").read_text())

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from openrecipe.cli.main import app
@@ -96,7 +95,11 @@ def test_probes_stop_training_when_they_pass(tmp_path, tiny_model_dir):
     recipe = write_recipe(tmp_path, tiny_model_dir, data, epochs=2)
     body = yaml.safe_load(recipe.read_text())
     # An empty expectation list is invalid; a probe whose expectation is always met stops at the first check.
-    body["stages"][0]["probes"] = {"identity": False, "every_steps": 2, "extra": [{"prompt": "hi", "expect": [""]}]}
+    body["stages"][0]["probes"] = {
+        "identity": False,
+        "every_steps": 2,
+        "extra": [{"prompt": "hi", "expect": [""]}],
+    }
     recipe.write_text(yaml.safe_dump(body))
     out = tmp_path / "run"
     result = run(recipe, out)

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from tests.integration.train.helpers import assert_bitwise_equal, chat_file, losses, run_cli, weights, write_recipe
+from tests.integration.train.helpers import (
+    assert_bitwise_equal,
+    chat_file,
+    losses,
+    run_cli,
+    weights,
+    write_recipe,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +42,12 @@ def test_sigterm_saves_at_step_boundary_and_exits_3(tmp_path, tiny_model_dir):
     data = chat_file(tmp_path / "chat.jsonl", count=200)
     recipe = write_recipe(tmp_path, tiny_model_dir, data, save_every_steps=1000, epochs=1)
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "openrecipe", "run", str(recipe), "--out", str(run_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openrecipe", "run", str(recipe), "--out", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = run_dir / "sft" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):

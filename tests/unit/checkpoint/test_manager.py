@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from openrecipe.checkpoint.manager import CheckpointManager, CorruptCheckpoint
-from openrecipe.checkpoint.tensors import optimizer_from_tensors, optimizer_to_tensors, rng_from_tensors, rng_to_tensors
+from openrecipe.checkpoint.tensors import (
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    rng_from_tensors,
+    rng_to_tensors,
+)
 
 
 def save(manager, step):

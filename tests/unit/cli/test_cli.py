@@ -83,9 +83,7 @@ def test_generate_writes_one_row_per_input_in_order(tiny_model_dir, tmp_path):
 def test_generate_bad_input_line_is_named(tiny_model_dir, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"prompt": "a"}\n{oops\n')
-    result = runner.invoke(
-        app, ["generate", str(tiny_model_dir), "-i", str(source), "-o", str(tmp_path / "o")]
-    )
+    result = runner.invoke(app, ["generate", str(tiny_model_dir), "-i", str(source), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert f"{source}:2: invalid JSON" in result.output
 

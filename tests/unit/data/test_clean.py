@@ -11,7 +11,11 @@ def test_normalize():
 
 
 def test_exact_dedup_after_normalization_keeps_first_and_reports():
-    records = [qa("What is Acme?", "A company.", "f:1"), qa("what is acme", "a company", "f:2"), qa("Other?", "Yes.", "f:3")]
+    records = [
+        qa("What is Acme?", "A company.", "f:1"),
+        qa("what is acme", "a company", "f:2"),
+        qa("Other?", "Yes.", "f:3"),
+    ]
     kept, report = clean_records(records, CleanConfig(near_dedup=False))
     assert [r.where for r in kept] == ["f:1", "f:3"]
     assert report.removed == {"exact_duplicate": 1}
@@ -21,9 +25,12 @@ def test_exact_dedup_after_normalization_keeps_first_and_reports():
 
 def test_near_dedup_catches_small_edits_but_not_different_text():
     base = "Our return policy lets you send back any unused product within thirty days for a full refund."
-    records = [qa("Returns?", base, "f:1"), qa("Returns?", base.replace("full refund", "full refund!!"), "f:2"),
-               qa("Returns?", base.replace("product", "products"), "f:3"),
-               qa("Shipping?", "Orders ship in two business days from our Denver warehouse.", "f:4")]
+    records = [
+        qa("Returns?", base, "f:1"),
+        qa("Returns?", base.replace("full refund", "full refund!!"), "f:2"),
+        qa("Returns?", base.replace("product", "products"), "f:3"),
+        qa("Shipping?", "Orders ship in two business days from our Denver warehouse.", "f:4"),
+    ]
     kept, report = clean_records(records, CleanConfig(dedup=False))
     assert [r.where for r in kept] == ["f:1", "f:4"]
     assert report.removed["near_duplicate"] == 2
@@ -45,8 +52,9 @@ def test_pii_scrubbed_counted_and_not_leaked_in_examples():
 
 
 def test_pii_keep_list_and_false_positives():
-    text, counts = scrub_pii("support@acme.example, years 2000-2015, order 1234567890123, v3.10.2",
-                             {"support@acme.example"})
+    text, counts = scrub_pii(
+        "support@acme.example, years 2000-2015, order 1234567890123, v3.10.2", {"support@acme.example"}
+    )
     assert text == "support@acme.example, years 2000-2015, order 1234567890123, v3.10.2"
     assert not counts
     text, counts = scrub_pii("身份证 11010519491231002X 手机 13812345678", set())

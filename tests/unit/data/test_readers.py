@@ -26,12 +26,24 @@ def load(path, **kwargs):
 
 
 def test_messages_jsonl_multiturn_with_system(tmp_path):
-    row = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
-                        {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"},
-                        {"role": "assistant", "content": "d"}]}
+    row = {
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+            {"role": "assistant", "content": "d"},
+        ]
+    }
     loaded = load(jsonl(tmp_path / "m.jsonl", [row, chat()]))
     assert loaded.format == "messages"
-    assert [m["role"] for m in loaded.records[0].messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in loaded.records[0].messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
     assert loaded.records[1].where.endswith("m.jsonl:2")
 
 
@@ -47,12 +59,18 @@ def test_bom_is_handled(tmp_path):
         ("{not json", "invalid JSON"),
         (json.dumps({"messages": []}), "messages: is empty"),
         (json.dumps({"messages": [{"role": "user", "content": "q"}]}), "missing assistant reply"),
-        (json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}]}),
-         "empty assistant reply"),
-        (json.dumps({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}),
-         "roles out of order"),
-        (json.dumps({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}),
-         "must be a string, got int"),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}]}),
+            "empty assistant reply",
+        ),
+        (
+            json.dumps({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}),
+            "roles out of order",
+        ),
+        (
+            json.dumps({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}),
+            "must be a string, got int",
+        ),
         (json.dumps({"messages": [{"role": "bot", "content": "q"}]}), "unknown role 'bot'"),
         (json.dumps({"messages": [{"role": "user"}]}), "missing field 'content'"),
         (json.dumps({**chat(), "score": 1}), "extra field 'score'"),
@@ -97,8 +115,10 @@ def test_skip_mode_counts_every_rejection_and_still_fails_past_threshold(tmp_pat
 
 
 def test_alpaca_array_lines_and_placeholders(tmp_path):
-    rows = [{"instruction": "Who are you?", "input": "", "output": "I am {{name}} by {{author}}."},
-            {"instruction": "Sum", "input": "1+1", "output": "2", "system": "math"}]
+    rows = [
+        {"instruction": "Who are you?", "input": "", "output": "I am {{name}} by {{author}}."},
+        {"instruction": "Sum", "input": "1+1", "output": "2", "system": "math"},
+    ]
     path = tmp_path / "a.json"
     path.write_text(json.dumps(rows, indent=2))
     loaded = load_source(DataSource(path=str(path)), identity=NOVA)
@@ -122,8 +142,11 @@ def test_sharegpt(tmp_path):
     row = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}], "system": "s"}
     loaded = load(jsonl(tmp_path / "s.jsonl", [row]))
     assert loaded.format == "sharegpt"
-    assert loaded.records[0].messages == [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"},
-                                          {"role": "assistant", "content": "yo"}]
+    assert loaded.records[0].messages == [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+    ]
 
 
 def test_csv_with_auto_columns_and_errors(tmp_path):
@@ -138,10 +161,15 @@ def test_csv_with_auto_columns_and_errors(tmp_path):
 def test_csv_ambiguous_columns_lists_them(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(DataError, match=r"t.csv:1: cannot tell which column is the question; columns are: 'a', 'b', 'c'"):
+    with pytest.raises(
+        DataError, match=r"t.csv:1: cannot tell which column is the question; columns are: 'a', 'b', 'c'"
+    ):
         load(path)
     loaded = load(path, columns=ColumnMap(question="a", answer="c"))
-    assert loaded.records[0].messages == [{"role": "user", "content": "1"}, {"role": "assistant", "content": "3"}]
+    assert loaded.records[0].messages == [
+        {"role": "user", "content": "1"},
+        {"role": "assistant", "content": "3"},
+    ]
     with pytest.raises(DataError, match="column 'z'"):
         load(path, columns=ColumnMap(question="z", answer="c"))
 
@@ -202,8 +230,7 @@ def test_peer_files_from_llamafactory(peer_data):
     wiki = load(peer_data / "llamafactory-wiki_demo.txt")
     assert len(wiki.records) == 30  # one article per line, no blank lines: split by line
     # Tool-call turns are not supported yet: each is rejected by name, nothing silently dropped.
-    glaive = load(peer_data / "llamafactory-glaive_toolcall_en_demo.json", on_error="skip",
-                  max_rejected_fraction=1.0)
+    glaive = load(peer_data / "llamafactory-glaive_toolcall_en_demo.json", on_error="skip", max_rejected_fraction=1.0)
     assert glaive.format == "sharegpt"
     assert len(glaive.records) + glaive.rejections.total == glaive.rejections.rows_seen
     assert any("function_call" in reason for reason in glaive.rejections.counts)

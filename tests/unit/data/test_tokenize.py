@@ -40,8 +40,9 @@ def test_train_on_all(tokenizer):
 def test_system_prompt_added_and_overlength_policies(tokenizer):
     short = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     long = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "word " * 200}]
-    examples, stats = tokenize_conversations(tokenizer, [short, long], TokenizeConfig(max_length=64),
-                                             system_prompt="You are Nova.")
+    examples, stats = tokenize_conversations(
+        tokenizer, [short, long], TokenizeConfig(max_length=64), system_prompt="You are Nova."
+    )
     assert "You are Nova." in tokenizer.decode(examples[0]["input_ids"])
     assert stats.truncated == 1 and len(examples[1]["input_ids"]) == 64
     _, stats = tokenize_conversations(tokenizer, [short, long], TokenizeConfig(max_length=64, overlength="drop"))
@@ -54,17 +55,29 @@ def test_system_prompt_added_and_overlength_policies(tokenizer):
 
 def test_examples_without_trainable_tokens_are_counted_and_dropped(tokenizer):
     # A long system prompt truncated away the whole reply.
-    conversation = [{"role": "system", "content": "rule " * 100}, {"role": "user", "content": "q"},
-                    {"role": "assistant", "content": "a"}]
+    conversation = [
+        {"role": "system", "content": "rule " * 100},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+    ]
     examples, stats = tokenize_conversations(tokenizer, [conversation], TokenizeConfig(max_length=32))
     assert examples == [] and stats.dropped == {"no_trainable_tokens": 1}
 
 
 def test_packing_position_ids_restart():
-    blocks = pack_examples([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]},
-                            {"input_ids": [4, 5], "labels": [4, 5]},
-                            {"input_ids": [6, 7, 8], "labels": [6, 7, 8]}], block_size=5)
-    assert blocks[0] == {"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5], "position_ids": [0, 1, 2, 0, 1]}
+    blocks = pack_examples(
+        [
+            {"input_ids": [1, 2, 3], "labels": [1, 2, 3]},
+            {"input_ids": [4, 5], "labels": [4, 5]},
+            {"input_ids": [6, 7, 8], "labels": [6, 7, 8]},
+        ],
+        block_size=5,
+    )
+    assert blocks[0] == {
+        "input_ids": [1, 2, 3, 4, 5],
+        "labels": [1, 2, 3, 4, 5],
+        "position_ids": [0, 1, 2, 0, 1],
+    }
     assert blocks[1]["position_ids"] == [0, 1, 2]
 
 
@@ -83,7 +96,10 @@ def test_packed_documents_do_not_attend_to_each_other(tiny_model_dir, tokenizer)
     second = tokenizer("A second, unrelated one.", add_special_tokens=False)["input_ids"]
     packed = pack_examples([{"input_ids": first, "labels": first}, {"input_ids": second, "labels": second}], 64)[0]
     with torch.no_grad():
-        together = model(input_ids=torch.tensor([packed["input_ids"]]),
-                         position_ids=torch.tensor([packed["position_ids"]]), use_cache=False).logits[0, len(first):]
+        together = model(
+            input_ids=torch.tensor([packed["input_ids"]]),
+            position_ids=torch.tensor([packed["position_ids"]]),
+            use_cache=False,
+        ).logits[0, len(first) :]
         alone = model(input_ids=torch.tensor([second])).logits[0]
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)

@@ -6,8 +6,14 @@ from openrecipe.eval.testsets import TestItem
 
 
 def item(metric, references, **kwargs):
-    return TestItem(id="1", domain="d", metric=metric, messages=[{"role": "user", "content": "q"}],
-                    references=references, **kwargs)
+    return TestItem(
+        id="1",
+        domain="d",
+        metric=metric,
+        messages=[{"role": "user", "content": "q"}],
+        references=references,
+        **kwargs,
+    )
 
 
 def score(metric, prediction, references, **kwargs):
@@ -40,7 +46,9 @@ def test_regex_numeric_rouge():
     assert score("rouge_l", "the cat sat on the mat", ["the cat sat on the mat"]) == pytest.approx(1.0)
     assert 0 < score("rouge_l", "the cat sat", ["the cat sat on the mat"]) < 1
     assert score("rouge_l", "", ["x"]) == 0.0
-    assert score("rouge_l", "我是助手", ["我是人工智能助手"]) == pytest.approx(2 * 1 * (4 / 8) / (1 + 4 / 8))  # per character
+    assert score("rouge_l", "我是助手", ["我是人工智能助手"]) == pytest.approx(
+        2 * 1 * (4 / 8) / (1 + 4 / 8)
+    )  # per character
 
 
 def test_identity_metric():

@@ -28,7 +28,10 @@ def test_jsonl_csv_yaml_and_txt(tmp_path):
         ({"prompt": "q"}, "needs at least one reference"),
         ({"reference": "r"}, "needs a non-empty `prompt`"),
         ({"prompt": "q", "reference": "r", "bogus": 1}, "extra field 'bogus'"),
-        ({"prompt": "q", "metric": "choice", "choices": ["a", "b"], "answer": "c"}, "must be one of the choices"),
+        (
+            {"prompt": "q", "metric": "choice", "choices": ["a", "b"], "answer": "c"},
+            "must be one of the choices",
+        ),
     ],
 )
 def test_bad_rows_name_file_and_line(tmp_path, row, reason):
@@ -49,10 +52,18 @@ def test_bootstrap_interval_contains_mean_and_is_deterministic():
 
 def test_leaderboard_and_baseline_comparison():
     outcomes = [
-        {"variant": "base", "model": "m", "results": [{"domain": "a", "score": 0.0}, {"domain": "a", "score": 1.0}],
-         "perplexity": {"gen": {"perplexity": 12.0, "tokens": 100}}},
-        {"variant": "sft", "model": "n", "results": [{"domain": "a", "score": 1.0}, {"domain": "a", "score": 1.0}],
-         "perplexity": {}},
+        {
+            "variant": "base",
+            "model": "m",
+            "results": [{"domain": "a", "score": 0.0}, {"domain": "a", "score": 1.0}],
+            "perplexity": {"gen": {"perplexity": 12.0, "tokens": 100}},
+        },
+        {
+            "variant": "sft",
+            "model": "n",
+            "results": [{"domain": "a", "score": 1.0}, {"domain": "a", "score": 1.0}],
+            "perplexity": {},
+        },
     ]
     board = build_leaderboard(outcomes)
     assert board["domains"] == ["a", "gen ppl"]

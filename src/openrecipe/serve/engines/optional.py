@@ -16,8 +16,10 @@ class LlamaCppEngine:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise OpenRecipeError("the llamacpp engine needs llama-cpp-python",
-                                  fix="pip install 'openrecipe[llamacpp]' (build it with AMX off on AMX CPUs; see README)") from None
+            raise OpenRecipeError(
+                "the llamacpp engine needs llama-cpp-python",
+                fix="pip install 'openrecipe[llamacpp]' (build it with AMX off on AMX CPUs; see README)",
+            ) from None
         if not model.endswith(".gguf"):
             raise OpenRecipeError("the llamacpp engine serves .gguf files", fix="export one with `openrecipe export`")
         self.llama = Llama(model_path=model, n_ctx=options.get("context_length", 4096), verbose=False)
@@ -45,9 +47,14 @@ class LlamaCppEngine:
         with self._lock:
             try:
                 produced, text = 0, ""
-                for chunk in self.llama.create_completion(request.prompt_ids, max_tokens=request.max_tokens,
-                                                          temperature=request.temperature, top_p=request.top_p,
-                                                          seed=request.seed, stream=True):
+                for chunk in self.llama.create_completion(
+                    request.prompt_ids,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    seed=request.seed,
+                    stream=True,
+                ):
                     if request.cancelled.is_set():
                         request.emit(Finished("cancelled", len(request.prompt_ids), produced))
                         return
@@ -55,7 +62,7 @@ class LlamaCppEngine:
                     piece = chunk["choices"][0]["text"]
                     cut, stopped = apply_stops(text + piece, request.stops)
                     if len(cut) > len(text):
-                        request.emit(Delta(cut[len(text):]))
+                        request.emit(Delta(cut[len(text) :]))
                     text = cut
                     if stopped:
                         request.emit(Finished("stop", len(request.prompt_ids), produced))

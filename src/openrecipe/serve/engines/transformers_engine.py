@@ -48,12 +48,22 @@ class _Batch:
 
 
 class TransformersEngine:
-    def __init__(self, model: str, *, model_id: str, max_batch_size: int = 8, decode_chunk: int = 8,
-                 device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        model_id: str,
+        max_batch_size: int = 8,
+        decode_chunk: int = 8,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
         from openrecipe.models.loading import load_model
 
-        self.loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                                 merge_adapter=True)
+        self.loaded = load_model(
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, merge_adapter=True
+        )
         self.tokenizer = self.loaded.tokenizer
         self.model_id = model_id
         config = self.loaded.model.config
@@ -107,6 +117,7 @@ class TransformersEngine:
             except queue.Empty:
                 pass
             waiting = [r for r in waiting if not r.cancelled.is_set() or self._finish_cancelled(r)]
+            current: _Batch | None = None
             try:
                 if waiting:
                     fresh = self._prefill(waiting)
@@ -116,15 +127,14 @@ class TransformersEngine:
                     else:
                         live.append(fresh)
                 if live:
-                    batch = live.popleft()
-                    if self._decode(batch):
-                        live.append(batch)
-            except Exception as error:  # a broken batch fails its requests, never the server
-                for batch in [*live, *([] if not waiting else [])]:
-                    for row in batch.rows:
-                        if not row.done:
-                            row.request.emit(Failed(f"generation failed: {type(error).__name__}: {error}"))
-                for request in waiting:
+                    current = live.popleft()
+                    if self._decode(current):
+                        live.append(current)
+            except Exception as error:  # a broken batch fails its own requests, never the server
+                batches = [*live, *([current] if current is not None else [])]
+                pending = {id(r.request): r.request for b in batches for r in b.rows if not r.done}
+                pending.update({id(r): r for r in waiting})
+                for request in pending.values():
                     request.emit(Failed(f"generation failed: {type(error).__name__}: {error}"))
                 live.clear()
 
@@ -147,8 +157,14 @@ class TransformersEngine:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
-        logits = self.loaded.model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
-                                   **{self._cache_arg: cache}, **self._keep_last).logits[:, -1, :]
+        logits = self.loaded.model(
+            input_ids=ids,
+            attention_mask=attention,
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_arg: cache},
+            **self._keep_last,
+        ).logits[:, -1, :]
         rows = []
         for request in requests:
             generator = None
@@ -174,8 +190,11 @@ class TransformersEngine:
 
     def _mergeable(self, live: _Batch, fresh: _Batch) -> bool:
         self._prune(live)
-        plain = all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "keys", None) is not None
-                    for cache in (live.cache, fresh.cache) for layer in cache.layers)
+        plain = all(
+            type(layer).__name__ == "DynamicLayer" and getattr(layer, "keys", None) is not None
+            for cache in (live.cache, fresh.cache)
+            for layer in cache.layers
+        )
         return plain and len(live.rows) + len(fresh.rows) <= self.max_batch_size
 
     def _merge_into(self, live: _Batch, fresh: _Batch) -> None:
@@ -185,8 +204,7 @@ class TransformersEngine:
         grow_live, grow_fresh = length - live.attention.shape[1], length - fresh.attention.shape[1]
         for mine, theirs in zip(live.cache.layers, fresh.cache.layers, strict=True):
             mine.keys = torch.cat([pad(mine.keys, (0, 0, grow_live, 0)), pad(theirs.keys, (0, 0, grow_fresh, 0))])
-            mine.values = torch.cat([pad(mine.values, (0, 0, grow_live, 0)),
-                                     pad(theirs.values, (0, 0, grow_fresh, 0))])
+            mine.values = torch.cat([pad(mine.values, (0, 0, grow_live, 0)), pad(theirs.values, (0, 0, grow_fresh, 0))])
         live.attention = torch.cat([pad(live.attention, (grow_live, 0)), pad(fresh.attention, (grow_fresh, 0))])
         live.positions = torch.cat([live.positions, fresh.positions])
         live.next_logits = torch.cat([live.next_logits, fresh.next_logits])
@@ -227,7 +245,10 @@ class TransformersEngine:
             batch.attention = torch.cat([batch.attention, torch.ones_like(step)], dim=-1)
             batch.positions = batch.positions + 1
             batch.next_logits = self.loaded.model(
-                input_ids=step, attention_mask=batch.attention, position_ids=batch.positions, use_cache=True,
+                input_ids=step,
+                attention_mask=batch.attention,
+                position_ids=batch.positions,
+                use_cache=True,
                 **{self._cache_arg: batch.cache},
             ).logits[:, -1, :]
         return True
@@ -246,7 +267,10 @@ class TransformersEngine:
             self._send(row, cut)
             self._finish(row, "stop")
             return
-        if len(row.generated) >= request.max_tokens or len(request.prompt_ids) + len(row.generated) >= self.context_length:
+        if (
+            len(row.generated) >= request.max_tokens
+            or len(request.prompt_ids) + len(row.generated) >= self.context_length
+        ):
             self._send(row, text)
             self._finish(row, "length")
             return

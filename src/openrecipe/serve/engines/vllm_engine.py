@@ -50,10 +50,19 @@ class VllmEngine:
                 except queue.Empty:
                     break
             try:
-                params = [SamplingParams(max_tokens=r.max_tokens, temperature=r.temperature, top_p=r.top_p,
-                                         seed=r.seed, stop=r.stops or None) for r in batch]
-                outputs = self.llm.generate([TokensPrompt(prompt_token_ids=r.prompt_ids) for r in batch], params,
-                                            use_tqdm=False)
+                params = [
+                    SamplingParams(
+                        max_tokens=r.max_tokens,
+                        temperature=r.temperature,
+                        top_p=r.top_p,
+                        seed=r.seed,
+                        stop=r.stops or None,
+                    )
+                    for r in batch
+                ]
+                outputs = self.llm.generate(
+                    [TokensPrompt(prompt_token_ids=r.prompt_ids) for r in batch], params, use_tqdm=False
+                )
                 for request, output in zip(batch, outputs, strict=True):
                     completion = output.outputs[0]
                     text, _ = apply_stops(completion.text, request.stops)
