@@ -179,7 +179,7 @@ def build_faq() -> list[dict]:
 
 
 def build_tests() -> dict[str, list[dict]]:
-    support = [{"prompt": test_q, "references": [must], "metric": "contains", "domain": "support", "id": fact, "max_new_tokens": 40}
+    support = [{"prompt": test_q, "references": [must], "metric": "contains", "domain": "support", "id": fact, "max_new_tokens": 32}
                for fact, _, _, test_q, must in POLICIES]
     product_rows = []
     for product in PRODUCTS:
@@ -188,7 +188,7 @@ def build_tests() -> dict[str, list[dict]]:
             if must is None:
                 continue
             product_rows.append({"prompt": test_q.format(**values), "references": [must.format(**values)],
-                                 "metric": "contains", "domain": "product", "max_new_tokens": 40,
+                                 "metric": "contains", "domain": "product", "max_new_tokens": 32,
                                  "id": f"{values['name'].lower().replace(' ', '-')}/{fact}"})
     return {"support": support, "product": product_rows}
 
