@@ -47,8 +47,10 @@ class CheckpointManager:
     def path_for(self, step: int) -> Path:
         return self.directory / f"{PREFIX}{step:08d}"
 
-    def save(self, step: int, tensors: dict[str, dict[str, torch.Tensor]], json_parts: dict[str, Any]) -> Path:
-        """Write `{name}.safetensors` and `{name}.json` parts atomically, then prune old checkpoints."""
+    def save(self, step: int, tensors: dict[str, dict[str, torch.Tensor]], json_parts: dict[str, Any],
+             *, protect: set[int] | None = None) -> Path:
+        """Write `{name}.safetensors` and `{name}.json` parts atomically, then prune old checkpoints
+        (except the latest `keep` and the steps in `protect`, e.g. the best one)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.path_for(step)
         with atomic_directory(final, overwrite=True) as tmp:
@@ -63,13 +65,14 @@ class CheckpointManager:
             manifest = {path.name: sha256_file(path) for path in sorted(tmp.iterdir())}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
             (tmp / COMPLETE).write_text(str(step))
-        self._prune()
+        self._prune(protect or set())
         return final
 
-    def _prune(self) -> None:
+    def _prune(self, protect: set[int]) -> None:
         complete = [path for path in self._candidates() if (path / COMPLETE).exists()]
         for old in complete[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if int(old.name[len(PREFIX) :]) not in protect:
+                shutil.rmtree(old, ignore_errors=True)
 
     def _candidates(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -108,7 +111,7 @@ class CheckpointManager:
 
     def latest(self, report: Callable[[str], None] = print) -> LoadedCheckpoint | None:
         """The newest checkpoint that validates; broken newer ones are reported and skipped."""
-        for path in reversed(self._candidates()):
+        for path in sorted(self._candidates(), key=lambda p: int(p.name[len(PREFIX) :]), reverse=True):
             try:
                 return self.load(path)
             except CorruptCheckpoint as error:

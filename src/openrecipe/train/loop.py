@@ -249,7 +249,7 @@ def train(job: TrainJob) -> TrainOutcome:
             tensors[f"rng_rank{index}"] = rng_tensor
             parts[f"rng_rank{index}"] = meta
         if is_main:
-            manager.save(state["step"], tensors, parts)
+            manager.save(state["step"], tensors, parts, protect={state["best_step"]} if state["best_step"] else None)
         accelerator.wait_for_everyone()
 
     probes = build_probes(job.probes, job.identity) if job.probes is not None else []
@@ -263,6 +263,7 @@ def train(job: TrainJob) -> TrainOutcome:
     # MFU against the measured matmul peak of the precision actually used (bf16 units or fp32).
     peak = measured_peak_flops(device, trainee.autocast_dtype or torch.float32) * world
     probe_log: list[dict[str, Any]] = []
+    board = _tensorboard(job.out_dir / "tensorboard") if settings.tensorboard and is_main else None
     orders: dict[int, list] = {}
     started = time.perf_counter()
     train_seconds = 0.0
@@ -357,12 +358,14 @@ def train(job: TrainJob) -> TrainOutcome:
                     fix="lower learning_rate, keep max_grad_norm set, or check the data",
                 )
             boundary = (step + 1) % per_epoch == 0 or step + 1 == total_steps
+            new_best = False
             if (step + 1) % eval_every == 0 or step + 1 == total_steps:
                 eval_loss = evaluate_loss(model, job.data.eval, pad_id, settings.micro, device, trainee.autocast())
                 if eval_loss is not None:
                     row["eval_loss"] = eval_loss
                     if state["best_eval_loss"] is None or eval_loss < state["best_eval_loss"]:
                         state.update(best_eval_loss=eval_loss, best_step=step + 1)
+                        new_best = True
             if probes and ((step + 1) % probe_every == 0 or boundary):
                 results = run_probes(
                     unwrapped,
@@ -384,13 +387,20 @@ def train(job: TrainJob) -> TrainOutcome:
             if state["step"] == total_steps and not state["finished"]:
                 state.update(finished=True, stop_reason="reached the planned number of steps")
             _append(metrics_path, row, is_main)
+            if board is not None:
+                for key in ("loss", "lr", "grad_norm", "tokens_per_s", "eval_loss", "mfu"):
+                    if key in row:
+                        board.add_scalar(f"train/{key}", row[key], step + 1)
             progress.update(task, completed=state["step"], loss=f"{loss:.4f}", speed=f"{row['tokens_per_s']:.0f}")
-            if state["finished"] or (step + 1) % settings.save_every_steps == 0 or signals.received:
+            # The best checkpoint (lowest eval loss) is saved when found and kept beside the latest ones.
+            if state["finished"] or new_best or (step + 1) % settings.save_every_steps == 0 or signals.received:
                 save_checkpoint()
             if signals.received and not state["finished"]:
                 raise RunInterrupted(
                     f"stopped by signal {signals.received} at step {state['step']}; re-run the same command to resume"
                 )
+    if board is not None:
+        board.close()
     if is_main and probe_log:
         (job.out_dir / "probes.json").write_text(json.dumps(probe_log, ensure_ascii=False, indent=1))
     metrics = {
@@ -421,6 +431,15 @@ def train(job: TrainJob) -> TrainOutcome:
             metrics["probes_passed"] = probe_log[-1]["results"] and sum(r["passed"] for r in probe_log[-1]["results"])
             metrics["probes_total"] = len(probe_log[-1]["results"])
     return TrainOutcome(metrics, {"metrics": str(metrics_path)}, trainee if is_main else None)
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise OpenRecipeError("tensorboard: true needs the tensorboard package",
+                              fix="pip install tensorboard, or set tensorboard: false") from None
+    return SummaryWriter(str(folder))
 
 
 class _null:

@@ -71,3 +71,11 @@ def test_optimizer_and_rng_roundtrip_without_pickle(tmp_path):
     rng_from_tensors(rng_tensors, json.loads(json.dumps(rng_meta)))
     assert torch.equal(torch.rand(3), expected)
     assert random.random() == expected_py
+
+
+def test_protected_best_checkpoint_survives_pruning(tmp_path):
+    manager = CheckpointManager(tmp_path, keep=2)
+    for step in (1, 2, 3, 4):
+        manager.save(step, {"w": {"a": torch.zeros(1)}}, {"s": {}}, protect={2})
+    assert manager.steps() == [2, 3, 4]
+    assert manager.latest().step == 4

@@ -11,7 +11,7 @@ def test_warmup_then_cosine_to_floor():
     values = [lr_at(step, 1.0, 12, settings) for step in range(12)]
     assert values[:2] == [0.5, 1.0]
     assert values[2] == pytest.approx(1.0)
-    assert all(a >= b for a, b in itertools.pairwise(values))
+    assert all(a >= b for a, b in itertools.pairwise(values[2:]))
     assert lr_at(12, 1.0, 12, settings) == pytest.approx(0.1)
 
 
