@@ -28,7 +28,8 @@ def build_probes(settings: ProbeSettings, identity: Identity | None) -> list[Pro
         for item in identity_eval_items(identity):
             if item.negative_of is not None:
                 if not any(p.prompt == item.question for p in probes) and item.language == "en":
-                    probes.append(Probe(prompt=item.question, expect=[identity.name], reject=reject))
+                    # "No, I'm not ChatGPT, I'm Nova" names the other identity on purpose: nothing rejected.
+                    probes.append(Probe(prompt=item.question, expect=[identity.name]))
                 continue
             if per_language.get(item.language, 0) < 2:  # two held-out phrasings per language
                 per_language[item.language] = per_language.get(item.language, 0) + 1
