@@ -95,7 +95,9 @@ def _identity(prediction: str, item: TestItem) -> float:
     wrong = ["smollm", "hugging face", "chatgpt", "openai", "llama", "qwen"]
     if item.negative_of:
         # "No, I am not ChatGPT" mentions it on purpose: only an affirmation counts against.
-        return float(not re.search(r"\b(yes|是的)\b", text))
+        other = _norm(item.negative_of)
+        claims = (f"by {other}", f"i am {other}", f"i'm {other}", f"我是{other}", f"由{other}")
+        return float(not re.search(r"\b(yes|是的)\b", text) and not any(claim in text for claim in claims))
     return float(not any(w in text and w not in name for w in wrong))
 
 

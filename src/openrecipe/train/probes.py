@@ -28,13 +28,19 @@ def build_probes(settings: ProbeSettings, identity: Identity | None) -> list[Pro
         for item in identity_eval_items(identity):
             if item.negative_of is not None:
                 if not any(p.prompt == item.question for p in probes) and item.language == "en":
-                    # "No, I'm not ChatGPT, I'm Nova" names the other identity on purpose: nothing rejected.
-                    probes.append(Probe(prompt=item.question, expect=[identity.name]))
+                    # "No, I'm not ChatGPT, I'm Nova" names the other identity on purpose; claiming it does not.
+                    probes.append(Probe(prompt=item.question, expect=[identity.name],
+                                        reject=affirmations(item.negative_of)))
                 continue
             if per_language.get(item.language, 0) < 2:  # two held-out phrasings per language
                 per_language[item.language] = per_language.get(item.language, 0) + 1
                 probes.append(Probe(prompt=item.question, expect=[identity.name, identity.organization], reject=reject))
     return probes
+
+
+def affirmations(other: str) -> list[str]:
+    """Phrases that claim another identity ("trained by Hugging Face", "I'm ChatGPT")."""
+    return [f"by {other}", f"i am {other}", f"i'm {other}", f"我是{other}", f"由{other}"]
 
 
 def passes(reply: str, probe: Probe) -> bool:

@@ -64,3 +64,10 @@ def test_judge_without_endpoint_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("OPENRECIPE_JUDGE_URL", raising=False)
     with pytest.raises(OpenRecipeError, match="none is configured"):
         score("judge", "x", [])
+
+
+def test_negative_probe_rejects_claiming_the_other_identity():
+    refs = ["Nova", "Acme Corp"]
+    reply = "I'm Nova, the assistant of Acme Corp. I'm trained by Hugging Face."
+    assert score("identity", reply, refs, negative_of="Hugging Face") == 0.0
+    assert score("identity", "No, I'm not Hugging Face. I'm Nova.", refs, negative_of="Hugging Face") == 1.0
