@@ -47,8 +47,14 @@ class CheckpointManager:
     def path_for(self, step: int) -> Path:
         return self.directory / f"{PREFIX}{step:08d}"
 
-    def save(self, step: int, tensors: dict[str, dict[str, torch.Tensor]], json_parts: dict[str, Any],
-             *, protect: set[int] | None = None) -> Path:
+    def save(
+        self,
+        step: int,
+        tensors: dict[str, dict[str, torch.Tensor]],
+        json_parts: dict[str, Any],
+        *,
+        protect: set[int] | None = None,
+    ) -> Path:
         """Write `{name}.safetensors` and `{name}.json` parts atomically, then prune old checkpoints
         (except the latest `keep` and the steps in `protect`, e.g. the best one)."""
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -26,10 +25,9 @@ def evaluate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore cached results."),
 ) -> None:
     from openrecipe.errors import OpenRecipeError
-    from openrecipe.eval.leaderboard import build_leaderboard, format_cell, to_markdown
+    from openrecipe.eval.leaderboard import build_leaderboard, rich_table, write_leaderboard
     from openrecipe.eval.runner import Variant, evaluate_variant
     from openrecipe.eval.testsets import identity_test_set, load_test_set
-    from openrecipe.utils.fs import atomic_write_json, atomic_write_text
 
     items = [item for path in tests for item in load_test_set(path)]
     if name and organization:
@@ -48,23 +46,5 @@ def evaluate(
         console.print(f"{label or reference}: {'cached' if outcome['cache_hit'] else str(outcome['seconds']) + ' s'}")
         outcomes.append(outcome)
     board = build_leaderboard(outcomes)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "leaderboard.json", board)
-    atomic_write_text(out / "leaderboard.md", to_markdown(board))
-    atomic_write_text(
-        out / "predictions.jsonl",
-        "".join(
-            json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n"
-            for o in outcomes
-            for r in o["results"]
-        ),
-    )
-    from rich.table import Table
-
-    table = Table(title="leaderboard")
-    table.add_column("variant")
-    for domain in board["domains"]:
-        table.add_column(domain)
-    for row in board["rows"]:
-        table.add_row(row["variant"], *[format_cell(row["cells"].get(d)) for d in board["domains"]])
-    console.print(table)
+    write_leaderboard(out, board, outcomes)
+    console.print(rich_table(board))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from openrecipe.eval.stats import bootstrap_interval
@@ -80,3 +82,34 @@ def compare_to_baseline(board: dict[str, Any], baseline: str) -> list[dict[str, 
         for name, row in rows.items()
         if name != baseline
     ]
+
+
+def write_leaderboard(
+    out_dir: Path, board: dict[str, Any], outcomes: list[dict[str, Any]], extra: dict[str, Any] | None = None
+) -> None:
+    """leaderboard.json (+ extra keys), leaderboard.md and predictions.jsonl in `out_dir`."""
+    from openrecipe.utils.fs import atomic_write_json, atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "leaderboard.json", {**board, **(extra or {})})
+    atomic_write_text(out_dir / "leaderboard.md", to_markdown(board))
+    atomic_write_text(
+        out_dir / "predictions.jsonl",
+        "".join(
+            json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n"
+            for o in outcomes
+            for r in o["results"]
+        ),
+    )
+
+
+def rich_table(board: dict[str, Any]):
+    from rich.table import Table
+
+    table = Table(title="leaderboard")
+    table.add_column("variant")
+    for domain in board["domains"]:
+        table.add_column(domain)
+    for row in board["rows"]:
+        table.add_row(row["variant"], *[format_cell(row["cells"].get(d)) for d in board["domains"]])
+    return table

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from pydantic import Field
@@ -10,7 +9,6 @@ from pydantic import Field
 from openrecipe.config.base import StrictModel
 from openrecipe.errors import OpenRecipeError
 from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
-from openrecipe.utils.fs import atomic_write_json, atomic_write_text
 
 
 class VariantSpec(StrictModel):
@@ -38,7 +36,7 @@ def resolve_variant_model(context: StageContext, model: str) -> str:
 
 @stage_kind(EvalStage, "Per-domain leaderboard of every variant")
 def run_eval(context: StageContext, config: EvalStage) -> StageResult:
-    from openrecipe.eval.leaderboard import build_leaderboard, compare_to_baseline, format_cell, to_markdown
+    from openrecipe.eval.leaderboard import build_leaderboard, compare_to_baseline, rich_table, write_leaderboard
     from openrecipe.eval.runner import Variant, evaluate_variant
     from openrecipe.eval.testsets import identity_test_set, load_test_set
 
@@ -64,28 +62,8 @@ def run_eval(context: StageContext, config: EvalStage) -> StageResult:
         context.console.print(f"  {spec.name}: {took}")
     board = build_leaderboard(outcomes, seed=context.seed)
     comparison = compare_to_baseline(board, config.baseline) if config.baseline else []
-    atomic_write_json(
-        context.stage_dir / "leaderboard.json",
-        {**board, "baseline": config.baseline, "versus_baseline": comparison},
-    )
-    atomic_write_text(context.stage_dir / "leaderboard.md", to_markdown(board))
-    atomic_write_text(
-        context.stage_dir / "predictions.jsonl",
-        "".join(
-            json.dumps({"variant": o["variant"], **r}, ensure_ascii=False) + "\n"
-            for o in outcomes
-            for r in o["results"]
-        ),
-    )
-    from rich.table import Table
-
-    table = Table(title="leaderboard")
-    table.add_column("variant")
-    for domain in board["domains"]:
-        table.add_column(domain)
-    for row in board["rows"]:
-        table.add_row(row["variant"], *[format_cell(row["cells"].get(d)) for d in board["domains"]])
-    context.console.print(table)
+    write_leaderboard(context.stage_dir, board, outcomes, {"baseline": config.baseline, "versus_baseline": comparison})
+    context.console.print(rich_table(board))
     return StageResult(
         metrics={"leaderboard": board, "versus_baseline": comparison},
         artifacts={

@@ -437,8 +437,9 @@ def _tensorboard(folder: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise OpenRecipeError("tensorboard: true needs the tensorboard package",
-                              fix="pip install tensorboard, or set tensorboard: false") from None
+        raise OpenRecipeError(
+            "tensorboard: true needs the tensorboard package", fix="pip install tensorboard, or set tensorboard: false"
+        ) from None
     return SummaryWriter(str(folder))
 
 

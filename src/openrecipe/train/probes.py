@@ -29,8 +29,9 @@ def build_probes(settings: ProbeSettings, identity: Identity | None) -> list[Pro
             if item.negative_of is not None:
                 if not any(p.prompt == item.question for p in probes) and item.language == "en":
                     # "No, I'm not ChatGPT, I'm Nova" names the other identity on purpose; claiming it does not.
-                    probes.append(Probe(prompt=item.question, expect=[identity.name],
-                                        reject=affirmations(item.negative_of)))
+                    probes.append(
+                        Probe(prompt=item.question, expect=[identity.name], reject=affirmations(item.negative_of))
+                    )
                 continue
             if per_language.get(item.language, 0) < 2:  # two held-out phrasings per language
                 per_language[item.language] = per_language.get(item.language, 0) + 1
