@@ -107,7 +107,11 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> tuple[str, str]:
                 + "</tr>"
             )
         body.append("</table><p>% correct with 95% bootstrap interval; ppl = perplexity, lower is better.</p>")
-    for title, key in (("Identity pass rate", "identity"), ("Data cleaning", "cleaning")):
+    for title, key in (
+        ("Identity pass rate", "identity"),
+        ("Continued pretraining: domain gain vs forgetting", "continued_pretraining"),
+        ("Data cleaning", "cleaning"),
+    ):
         rows = summary.get(key)
         if rows:
             md += ["", f"## {title}", ""] + [f"- {line}" for line in rows]

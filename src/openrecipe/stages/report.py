@@ -71,6 +71,16 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
             images.append(result.artifacts["loss_curve"])
         if "leaderboard" in result.metrics:
             evaluation = result.metrics
+        if "replay_ratio" in result.metrics and "perplexity" in result.metrics:
+            ppl = result.metrics["perplexity"]
+            parts = [f"{stage_id}: replay {result.metrics['replay_ratio']:.0%}"]
+            for key, label in (("domain_perplexity", "domain"), ("general_perplexity", "general (forgetting)")):
+                if key in ppl:
+                    row = ppl[key]
+                    parts.append(
+                        f"{label} perplexity {row['before']:.2f} → {row['after']:.2f} ({row['change_pct']:+.1f}%)"
+                    )
+            summary.setdefault("continued_pretraining", []).append("; ".join(parts))
         if "rows_in" in result.metrics and "removed" in result.metrics:
             removed = ", ".join(f"{k} {v}" for k, v in result.metrics["removed"].items()) or "nothing"
             summary.setdefault("cleaning", []).append(
