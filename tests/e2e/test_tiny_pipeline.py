@@ -181,3 +181,10 @@ def test_publish_refuses_unfinished_runs_and_offline_push(tmp_path, monkeypatch)
     )
     assert result.exit_code == 2 and "HF_HUB_OFFLINE" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_report_points_at_the_trained_model_and_the_gguf(finished_run):
+    folder, _ = finished_run
+    report = (folder / "run" / "report.md").read_text()
+    assert f"openrecipe chat {folder / 'run' / 'sft' / 'model'}" in report
+    assert "--engine llamacpp" in report

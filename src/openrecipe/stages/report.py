@@ -112,13 +112,18 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
         if scatter:
             images.append(str(scatter))
     summary["verdict"] = _verdict(context, evaluation)
-    final = next(
-        (r.artifacts["model"] for r in reversed(list(context.results.values())) if "model" in r.artifacts),
-        None,
-    )
-    if final:
-        system = f' --system "{context.system_prompt}"' if context.system_prompt else ""
-        summary["commands"] = [f"openrecipe chat {final}{system}", f"openrecipe serve {final}"]
+    trained = [
+        r for r in context.results.values() if r.metrics.get("_kind") in TRAINING_KINDS and "model" in r.artifacts
+    ]
+    if trained:
+        # The trained model carries the recipe's system prompt as its template default: no --system needed.
+        final = trained[-1].artifacts["model"]
+        summary["commands"] = [f"openrecipe chat {final}", f"openrecipe serve {final}"]
+        gguf = next(
+            (p for r in context.results.values() for n, p in r.artifacts.items() if n.startswith("gguf_")), None
+        )
+        if gguf:
+            summary["commands"].append(f"openrecipe serve {gguf} --engine llamacpp")
     markdown, page = render_report(context.run_dir, summary)
     atomic_write_text(context.run_dir / "report.md", markdown)
     atomic_write_text(context.run_dir / "report.html", page)
