@@ -14,8 +14,6 @@ from openrecipe.stages.sft import split_eval
 from openrecipe.stages.training_common import DataRef, labels_unique, read_ref, run_training
 from openrecipe.train.batching import TrainData
 from openrecipe.train.config import TrainSettings
-from openrecipe.train.loop import TrainJob
-from openrecipe.utils.hashing import sha256_json
 
 
 class CptStage(StageConfig):
@@ -79,22 +77,9 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
         return out
 
     before = measure(reference)
-    fingerprint = sha256_json({"sources": sources, "weights": weights, "eval": domain_eval})
-    job = TrainJob(
-        model_reference=reference,
-        data=data,
-        settings=config.train,
-        out_dir=context.stage_dir,
-        seed=context.seed,
-        system_prompt=None,
-        identity=None,
-        probes=None,
-        data_fingerprint=fingerprint,
-        force=context.options.get("force", False),
-        extend=context.options.get("extend", False),
-        console=context.console,
+    result = run_training(
+        context, reference, data, config.train, f"{context.stage_dir.name}: CPT (replay {config.replay_ratio:.0%})"
     )
-    result = run_training(context, job, f"{context.stage_dir.name}: CPT (replay {config.replay_ratio:.0%})")
     after = measure(result.artifacts["model"])
     forgetting = {}
     for key in before:

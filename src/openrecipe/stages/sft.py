@@ -14,8 +14,6 @@ from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage
 from openrecipe.stages.training_common import DataRef, labels_unique, read_ref, run_training
 from openrecipe.train.batching import TrainData
 from openrecipe.train.config import ProbeSettings, TrainSettings
-from openrecipe.train.loop import TrainJob
-from openrecipe.utils.hashing import sha256_json
 
 
 class SftStage(StageConfig):
@@ -64,7 +62,6 @@ def run_sft(context: StageContext, config: SftStage) -> StageResult:
         evals += eval_part
         stats[ref.label()] = tokenize_stats.to_json()
     data = TrainData(sources, weights, evals, max_upsample=config.max_upsample)
-    fingerprint = sha256_json({"sources": sources, "weights": weights, "eval": evals})
     context.console.print(
         "  mixture: "
         + ", ".join(
@@ -72,20 +69,15 @@ def run_sft(context: StageContext, config: SftStage) -> StageResult:
             for name, row in data.describe().items()
         )
     )
-    job = TrainJob(
-        model_reference=reference,
-        data=data,
-        settings=config.train,
-        out_dir=context.stage_dir,
-        seed=context.seed,
+    result = run_training(
+        context,
+        reference,
+        data,
+        config.train,
+        f"{context.stage_dir.name}: SFT ({config.train.method})",
         system_prompt=system,
         identity=context.identity,
         probes=config.probes,
-        data_fingerprint=fingerprint,
-        force=context.options.get("force", False),
-        extend=context.options.get("extend", False),
-        console=context.console,
     )
-    result = run_training(context, job, f"{context.stage_dir.name}: SFT ({config.train.method})")
     result.metrics["data"] = {"mixture": data.describe(), "tokenize": stats, "eval_examples": len(evals)}
     return result

@@ -7,12 +7,16 @@ from pathlib import Path
 from pydantic import Field
 
 from openrecipe.config.base import StrictModel
+from openrecipe.config.common import Identity
 from openrecipe.data.config import DataSource, FormatName
 from openrecipe.data.load import load_source
 from openrecipe.data.records import Record
 from openrecipe.stages.base import STAGE_REF_PREFIX, StageContext, StageResult
+from openrecipe.train.batching import TrainData
+from openrecipe.train.config import ProbeSettings, TrainSettings
 from openrecipe.train.loop import TrainJob, train
 from openrecipe.train.outputs import plot_loss, save_outputs
+from openrecipe.utils.hashing import sha256_json
 
 
 class DataRef(StrictModel):
@@ -45,8 +49,33 @@ def labels_unique(refs: list[DataRef]) -> None:
             raise OpenRecipeError(f"two data sources are both called {label!r}", fix="give them distinct `name:`s")
 
 
-def run_training(context: StageContext, job: TrainJob, title: str) -> StageResult:
+def run_training(
+    context: StageContext,
+    reference: str,
+    data: TrainData,
+    settings: TrainSettings,
+    title: str,
+    *,
+    system_prompt: str | None = None,
+    identity: Identity | None = None,
+    probes: ProbeSettings | None = None,
+) -> StageResult:
     """Train, then write adapter/ and model/, the loss curve, and the metrics."""
+    job = TrainJob(
+        model_reference=reference,
+        data=data,
+        settings=settings,
+        out_dir=context.stage_dir,
+        seed=context.seed,
+        system_prompt=system_prompt,
+        identity=identity,
+        probes=probes,
+        # The data fingerprint is part of the trajectory: a checkpoint made on other data is not resumed.
+        data_fingerprint=sha256_json({"sources": data.sources, "weights": data.weights, "eval": data.eval}),
+        force=context.options.get("force", False),
+        extend=context.options.get("extend", False),
+        console=context.console,
+    )
     outcome = train(job)
     artifacts = dict(outcome.artifacts)
     if outcome.model is not None:
