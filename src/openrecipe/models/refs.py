@@ -25,10 +25,6 @@ class ModelRef:
     path: Path | None = None
     base: ModelRef | None = None
 
-    @property
-    def display(self) -> str:
-        return self.name
-
 
 def _read_json(path: Path) -> dict:
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.utils.hashing import cached_sha256_file, sha256_file, sha256_json, sha256_tree
+from openrecipe.utils.walk import iter_strings
 
 KEY_PACKAGES = (
     "openrecipe",
@@ -84,20 +85,11 @@ def platform_info() -> dict[str, Any]:
 def input_files(value: Any, resolve) -> list[Path]:
     """Every string in a stage config that names an existing local file or folder."""
     found: list[Path] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, str) and node and not node.startswith("stage:") and len(node) < 4096:
-            path = resolve(node)
+    for text in iter_strings(value):
+        if text and not text.startswith("stage:") and len(text) < 4096:
+            path = resolve(text)
             if path.exists() and (path.is_file() or any(path.iterdir())):
                 found.append(path)
-        elif isinstance(node, dict):
-            for item in node.values():
-                walk(item)
-        elif isinstance(node, list | tuple):
-            for item in node:
-                walk(item)
-
-    walk(value)
     return found
 
 

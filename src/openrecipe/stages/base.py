@@ -14,6 +14,7 @@ from openrecipe.config.base import StrictModel
 from openrecipe.config.common import Identity
 from openrecipe.errors import OpenRecipeError
 from openrecipe.registry import Registry
+from openrecipe.utils.walk import iter_strings
 
 STAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 STAGE_REF_PREFIX = "stage:"
@@ -26,20 +27,11 @@ class StageConfig(StrictModel):
 
     def stage_refs(self) -> list[str]:
         """Ids of earlier stages this stage reads from (`stage:<id>` values anywhere in its config)."""
-        found: list[str] = []
-
-        def walk(value: Any) -> None:
-            if isinstance(value, str) and value.startswith(STAGE_REF_PREFIX):
-                found.append(value[len(STAGE_REF_PREFIX) :].split("/", 1)[0])  # stage:<id>/<artifact>
-            elif isinstance(value, dict):
-                for item in value.values():
-                    walk(item)
-            elif isinstance(value, list | tuple):
-                for item in value:
-                    walk(item)
-
-        walk(self.model_dump())
-        return found
+        return [
+            text[len(STAGE_REF_PREFIX) :].split("/", 1)[0]  # stage:<id>/<artifact>
+            for text in iter_strings(self.model_dump())
+            if text.startswith(STAGE_REF_PREFIX)
+        ]
 
 
 @dataclass
