@@ -46,7 +46,7 @@ def merge(
 def quantize(
     model: str = typer.Argument(...),
     out: Path = typer.Option(..., "--out", "-o"),
-    method: str = typer.Option("int8", "--method", help="int8 or int4."),
+    method: str = typer.Option("int8", "--method", help="int8 (per-group), int8_row (faster CPU decode) or int4."),
 ) -> None:
     from openrecipe.merge.mergekit_merge import materialize
     from openrecipe.quantize.torchao_backend import quantize_folder
@@ -62,6 +62,9 @@ def export(
     gguf: list[str] = typer.Option(["q8_0", "q4_0"], "--gguf", help="GGUF types (repeat)."),
     name: str = typer.Option("model", "--name"),
     system: str | None = typer.Option(None, "--system", help="SYSTEM line of the Ollama Modelfile."),
+    calibration: list[Path] = typer.Option(
+        [], "--calibration", help="Text/chat data for llama.cpp's importance matrix (repeat; K-quant types)."
+    ),
 ) -> None:
     from transformers import AutoTokenizer
 
@@ -71,8 +74,16 @@ def export(
 
     out.mkdir(parents=True, exist_ok=True)
     folder = materialize(model, out)
-    files = export_gguf(folder, out, gguf, name=name)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    texts = None
+    if calibration:
+        from openrecipe.data.config import DataSource
+        from openrecipe.data.load import load_source
+        from openrecipe.export.importance import calibration_texts
+
+        records = [record for path in calibration for record in load_source(DataSource(path=str(path))).records]
+        texts = calibration_texts(records, tokenizer)
+    files = export_gguf(folder, out, gguf, name=name, calibration=texts)
     last = Path(files[gguf[-1]]["path"]).name
     write_modelfile(out / "Modelfile", last, tokenizer.chat_template or "", system, tokenizer.eos_token or "")
     for _qtype, row in files.items():

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.export.gguf_writer import NUMPY_TYPES, write_gguf
-
-LLAMA_CPP_TYPES = {"q4_k_m": 15, "q5_k_m": 17, "q6_k": 18, "q4_1": 3}
-
-
-def llama_cpp_quantize(source: Path, out: Path, qtype: str) -> None:
-    try:
-        import llama_cpp
-    except ImportError:
-        raise OpenRecipeError(
-            f"GGUF type {qtype} needs llama.cpp's quantizer (llama-cpp-python)",
-            fix="pip install 'openrecipe[llamacpp]' (make install builds it), or use q4_0",
-        ) from None
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = LLAMA_CPP_TYPES[qtype]
-    tmp = out.with_name(f".{out.name}.tmp")
-    code = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
-    if code != 0:
-        raise OpenRecipeError(f"llama.cpp failed to quantize to {qtype} (code {code})")
-    tmp.replace(out)
+from openrecipe.export.llama_quantize import LLAMA_CPP_TYPES, quantize_gguf
+from openrecipe.utils.fs import atomic_write_json
 
 
 def read_back(path: Path) -> dict[str, Any]:
@@ -56,18 +38,27 @@ def read_back(path: Path) -> dict[str, Any]:
     }
 
 
-def export_gguf(folder: Path, out_dir: Path, types: list[str], *, name: str) -> dict[str, Any]:
+def export_gguf(
+    folder: Path, out_dir: Path, types: list[str], *, name: str, calibration: list[str] | None = None
+) -> dict[str, Any]:
+    """Write one GGUF per type; llama.cpp types use an importance matrix when calibration text is given."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Any] = {}
     for qtype in types:
         if qtype not in NUMPY_TYPES and qtype not in LLAMA_CPP_TYPES:
             raise OpenRecipeError(
                 f"unknown GGUF type {qtype!r}", fix=f"use: {', '.join([*NUMPY_TYPES, *LLAMA_CPP_TYPES])}"
             )
+    files: dict[str, Any] = {}
+    imatrix, calibration_tokens = None, 0
+    if calibration and any(qtype in LLAMA_CPP_TYPES for qtype in types):
+        from openrecipe.export.importance import importance_matrix
+
+        imatrix, calibration_tokens = importance_matrix(folder, calibration)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         f16: Path | None = None
         for qtype in types:
             target = out_dir / f"{name}-{qtype}.gguf"
+            decisions: dict[str, Any] = {}
             if qtype in NUMPY_TYPES:
                 write_gguf(folder, target, qtype, name=name)
             else:
@@ -77,7 +68,8 @@ def export_gguf(folder: Path, out_dir: Path, types: list[str], *, name: str) -> 
                         if "f16" in types and (out_dir / f"{name}-f16.gguf").exists()
                         else write_gguf(folder, Path(tmp) / "f16.gguf", "f16", name=name)
                     )
-                llama_cpp_quantize(f16, target, qtype)
-            files[qtype] = {"path": str(target), "size_bytes": target.stat().st_size, **read_back(target)}
-    (out_dir / "gguf.json").write_text(json.dumps(files, indent=1))
+                decisions = quantize_gguf(f16, target, qtype, imatrix=imatrix)
+                decisions["calibration_tokens"] = calibration_tokens
+            files[qtype] = {"path": str(target), "size_bytes": target.stat().st_size, **read_back(target), **decisions}
+    atomic_write_json(out_dir / "gguf.json", files)
     return files

@@ -31,7 +31,7 @@ def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
     )
 
 
-def _tensor_map(layers: int) -> dict[str, str]:
+def tensor_map(layers: int) -> dict[str, str]:
     names = {
         "model.embed_tokens.weight": "token_embd.weight",
         "model.norm.weight": "output_norm.weight",
@@ -163,7 +163,7 @@ def write_gguf(folder: Path, out: Path, qtype: str, *, name: str | None = None) 
     writer.add_file_type(FILE_TYPES[qtype])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _add_tokenizer(writer, folder, tokenizer)
-    names = _tensor_map(config.num_hidden_layers)
+    names = tensor_map(config.num_hidden_layers)
     state = model.state_dict()
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)

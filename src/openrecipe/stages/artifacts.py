@@ -9,7 +9,9 @@ from typing import Literal
 from pydantic import Field
 
 from openrecipe.merge.mergekit_merge import MergeInput, MergeMethod, MergeSettings
+from openrecipe.quantize.torchao_backend import QuantMethod
 from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.training_common import DataRef
 
 
 def _size(path: Path) -> int:
@@ -41,7 +43,11 @@ def run_merge_stage(context: StageContext, config: MergeStage) -> StageResult:
 class QuantizeStage(StageConfig):
     kind: Literal["quantize"] = "quantize"
     model: str = Field("base", description="'base', 'stage:<id>' or any model reference")
-    methods: list[Literal["int8", "int4"]] = Field(default_factory=lambda: ["int8"], min_length=1)
+    methods: list[QuantMethod] = Field(
+        default_factory=lambda: ["int8"],
+        min_length=1,
+        description="int8 (per-group scales, best quality), int8_row (faster CPU decode), int4",
+    )
 
 
 @stage_kind(QuantizeStage, "INT8/INT4 weight quantization (torchao)")
@@ -66,6 +72,11 @@ class ExportStage(StageConfig):
     gguf: list[str] = Field(default_factory=lambda: ["f16", "q8_0", "q4_0"], min_length=1)
     name: str | None = Field(None, description="File name stem (default: the recipe name)")
     modelfile: bool = Field(True, description="Write an Ollama Modelfile next to the first GGUF")
+    calibration: list[DataRef] = Field(
+        default_factory=list,
+        description="Text or chat data (files or stage:<id>) for llama.cpp's importance matrix; "
+        "use data the model will see, never the text you evaluate on",
+    )
 
 
 @stage_kind(ExportStage, "GGUF files (llama.cpp, Ollama) with an Ollama Modelfile")
@@ -78,11 +89,21 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
 
     folder = materialize(context.resolve_model(config.model), context.stage_dir)
     name = config.name or context.recipe_name or context.run_dir.name
-    files = export_gguf(folder, context.stage_dir, config.gguf, name=name)
+    calibration = None
+    if config.calibration:
+        from openrecipe.export.importance import calibration_texts
+        from openrecipe.stages.training_common import read_ref
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        records = [record for ref in config.calibration for record in read_ref(context, ref)]
+        calibration = calibration_texts(records, tokenizer)
+    files = export_gguf(folder, context.stage_dir, config.gguf, name=name, calibration=calibration)
     artifacts = {f"gguf_{qtype}": row["path"] for qtype, row in files.items()}
     metrics = {f"gguf_{qtype}_mb": round(row["size_bytes"] / 1e6, 1) for qtype, row in files.items()}
     for _qtype, row in files.items():
         context.console.print(f"  {Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB, {row['tensors']} tensors")
+        if row.get("fallbacks"):
+            context.console.print(f"    shape fallbacks (measured choice): {row['fallbacks']}")
     if config.modelfile:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         first = Path(files[config.gguf[-1]]["path"]).name

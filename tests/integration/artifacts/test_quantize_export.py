@@ -73,3 +73,64 @@ def test_modelfile_template_and_stops():
     assert text.startswith("FROM ./m.gguf")
     assert 'PARAMETER stop "<|im_end|>"' in text and 'SYSTEM """You are Nova."""' in text
     assert "<|im_start|>assistant" in text
+
+
+def _snap_linear_weights_to_q4_1(folder, out):
+    """A copy of the model whose linear weights already sit on a Q4_1 grid (like the default model's)."""
+    import shutil
+
+    from gguf import GGMLQuantizationType, quants
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(folder, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    for name, value in tensors.items():
+        if value.ndim == 2 and "embed" not in name:
+            grid = quants.dequantize(
+                quants.quantize(value.float().numpy(), GGMLQuantizationType.Q4_1), GGMLQuantizationType.Q4_1
+            )
+            tensors[name] = torch.from_numpy(grid).to(value.dtype)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_k_quant_fallbacks_are_chosen_by_measured_error(tmp_path, tiny_model_dir):
+    # Hidden size 64: no row fits a 256-column K-quant block, so llama.cpp demotes Q4_K to Q5_0 everywhere.
+    gaussian = export_gguf(tiny_model_dir, tmp_path / "a", ["q4_k_m"], name="tiny")["q4_k_m"]
+    assert gaussian["fallbacks"] and set(gaussian["fallbacks"]) == {"Q5_0"}  # llama.cpp's choice kept
+    on_grid = _snap_linear_weights_to_q4_1(tiny_model_dir, tmp_path / "grid")
+    snapped = export_gguf(on_grid, tmp_path / "b", ["q4_k_m"], name="tiny")["q4_k_m"]
+    assert snapped["fallbacks"].get("Q5_0->Q4_1", 0) > 0
+    assert snapped["tensor_types"].get("Q4_1", 0) == snapped["fallbacks"]["Q5_0->Q4_1"]
+    assert snapped["size_bytes"] < gaussian["size_bytes"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_importance_matrix_covers_every_linear_layer_and_feeds_the_quantizer(tmp_path, tiny_model_dir):
+    from llama_cpp import Llama
+
+    from openrecipe.export.importance import importance_matrix
+
+    matrix, tokens = importance_matrix(tiny_model_dir, ["The sea is wide and deep.", "Mountains are tall."])
+    assert tokens > 5
+    assert set(matrix) == {
+        f"blk.{i}.{n}.weight"
+        for i in range(2)
+        for n in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+    } | {"token_embd.weight"}
+    assert matrix["blk.0.ffn_down.weight"].shape == (128,) and (matrix["blk.0.attn_q.weight"] > 0).all()
+    files = export_gguf(tiny_model_dir, tmp_path, ["q4_k_m"], name="tiny", calibration=["The sea is wide."] * 3)
+    assert files["q4_k_m"]["imatrix_tensors"] == len(matrix) and files["q4_k_m"]["calibration_tokens"] > 0
+    llama = Llama(model_path=files["q4_k_m"]["path"], n_ctx=128, verbose=False)
+    try:
+        assert llama.create_completion("hello", max_tokens=3, temperature=0)["usage"]["completion_tokens"] >= 1
+    finally:
+        llama.close()
+
+
+def test_importance_matrix_needs_text(tiny_model_dir):
+    from openrecipe.export.importance import importance_matrix
+
+    with pytest.raises(OpenRecipeError, match="no calibration text"):
+        importance_matrix(tiny_model_dir, [])
