@@ -50,8 +50,7 @@ def hf_row(name: str, folder: Path, dtype: str, texts: list[str]) -> dict:
     reply = generate_texts(loaded, [PROMPT], GenerationSettings(max_new_tokens=64))[0]
     seconds = time.perf_counter() - start
     tokens = len(loaded.tokenizer(reply, add_special_tokens=False)["input_ids"]) + 1
-    return {"variant": name, "engine": "transformers", "size": size_of(folder), "ppl": ppl,
-            "tok_s": tokens / seconds}
+    return {"variant": name, "engine": "transformers", "size": size_of(folder), "ppl": ppl, "tok_s": tokens / seconds}
 
 
 def llama_row(name: str, path: Path, texts: list[str], tokenizer) -> dict:
@@ -78,8 +77,13 @@ def llama_row(name: str, path: Path, texts: list[str], tokenizer) -> dict:
         tokens = out["usage"]["completion_tokens"]
     finally:
         llama.close()
-    return {"variant": name, "engine": "llama.cpp", "size": path.stat().st_size, "ppl": math.exp(nll / count),
-            "tok_s": tokens / seconds}
+    return {
+        "variant": name,
+        "engine": "llama.cpp",
+        "size": path.stat().st_size,
+        "ppl": math.exp(nll / count),
+        "tok_s": tokens / seconds,
+    }
 
 
 def main() -> None:
@@ -103,10 +107,13 @@ def main() -> None:
         rows = [hf_row("bf16", bf16, "bfloat16", texts)]
         for method in ("int8", "int4"):
             rows.append(hf_row(method, quantize_folder(source, work / method, method), "auto", texts))
-        files = export_gguf(source, work / "gguf", ["f16", "q8_0", "q4_0", "q4_k_m"], name="default",
-                            calibration=calibration_texts())
+        files = export_gguf(
+            source, work / "gguf", ["f16", "q8_0", "q4_0", "q4_k_m"], name="default", calibration=calibration_texts()
+        )
         plain = export_gguf(source, work / "plain", ["q4_k_m"], name="default")  # no importance matrix
-        for label, info in [*files.items(), ("q4_k_m no-imatrix", plain["q4_k_m"])]:
+        stock = export_gguf(source, work / "stock", ["q4_k_m"], name="default", measure_fallbacks=False)
+        extra = [("q4_k_m no-imatrix", plain["q4_k_m"]), ("q4_k_m llama.cpp-stock", stock["q4_k_m"])]
+        for label, info in [*files.items(), *extra]:
             path = Path(info["path"])
             rows.append(hf_row(f"gguf {label}", path, "float32", texts))
             try:
@@ -114,8 +121,10 @@ def main() -> None:
             except ImportError:
                 print("llama-cpp-python is not installed: skipping the llama.cpp rows")
             if info.get("fallbacks"):
-                print(f"gguf {label}: fallback choices {info['fallbacks']}, "
-                      f"importance matrix from {info['calibration_tokens']} tokens")
+                print(
+                    f"gguf {label}: fallback choices {info['fallbacks']}, "
+                    f"importance matrix from {info['calibration_tokens']} tokens"
+                )
     base = rows[0]
     held_tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"][:256]) for t in texts)
     print(f"perplexity on data/general/heldout.txt ({held_tokens} tokens); BF16 reference {base['ppl']:.2f}")
@@ -123,8 +132,10 @@ def main() -> None:
     print(f"{header}  target")
     for row in rows:
         ratio, delta = row["size"] / base["size"], 100 * (row["ppl"] / base["ppl"] - 1)
-        print(f"{row['variant']:<26} {row['engine']:<13} {row['size'] / 1e6:>8.1f} {ratio:>10.2f} "
-              f"{row['ppl']:>8.2f} {delta:>+7.1f}% {row['tok_s']:>7.1f}  {target(row['variant'], ratio, delta)}")
+        print(
+            f"{row['variant']:<26} {row['engine']:<13} {row['size'] / 1e6:>8.1f} {ratio:>10.2f} "
+            f"{row['ppl']:>8.2f} {delta:>+7.1f}% {row['tok_s']:>7.1f}  {target(row['variant'], ratio, delta)}"
+        )
 
 
 def target(variant: str, ratio: float, delta: float) -> str:

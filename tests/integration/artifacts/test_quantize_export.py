@@ -104,6 +104,8 @@ def test_k_quant_fallbacks_are_chosen_by_measured_error(tmp_path, tiny_model_dir
     assert snapped["fallbacks"].get("Q5_0->Q4_1", 0) > 0
     assert snapped["tensor_types"].get("Q4_1", 0) == snapped["fallbacks"]["Q5_0->Q4_1"]
     assert snapped["size_bytes"] < gaussian["size_bytes"]
+    stock = export_gguf(on_grid, tmp_path / "c", ["q4_k_m"], name="tiny", measure_fallbacks=False)["q4_k_m"]
+    assert "Q4_1" not in stock["tensor_types"] and stock["fallbacks"] == {}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
@@ -134,3 +136,23 @@ def test_importance_matrix_needs_text(tiny_model_dir):
 
     with pytest.raises(OpenRecipeError, match="no calibration text"):
         importance_matrix(tiny_model_dir, [])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_export_command_with_calibration_data(tmp_path, tiny_model_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from openrecipe.cli.main import app
+
+    (tmp_path / "faq.jsonl").write_text(
+        json.dumps({"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]})
+        + "\n"
+    )
+    args = ["export", str(tiny_model_dir), "--gguf", "q4_k_m", "--name", "t", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--calibration", str(tmp_path / "faq.jsonl")])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "out" / "gguf.json").read_text())["q4_k_m"]
+    assert info["calibration_tokens"] > 0 and info["imatrix_tensors"] == 15
+    assert (tmp_path / "out" / "Modelfile").is_file()
