@@ -95,7 +95,8 @@ def read_messages(path: Path, source: DataSource, context: ReadContext, rejectio
         messages = validate_messages(row["messages"], where=where)
         for message in messages:
             message["content"] = fill_placeholders(message["content"], context, where)
-        return Record(messages=messages, where=where)
+        extra = {"source": _string(row, "source", where)} if "source" in row else {}
+        return Record(messages=messages, where=where, extra=extra)
 
     return _guarded(iter_json_rows(path, rejections), rejections, convert)
 

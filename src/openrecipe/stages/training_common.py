@@ -11,6 +11,7 @@ from openrecipe.config.common import Identity
 from openrecipe.data.config import DataSource, FormatName
 from openrecipe.data.load import load_source
 from openrecipe.data.records import Record
+from openrecipe.errors import OpenRecipeError
 from openrecipe.stages.base import STAGE_REF_PREFIX, StageContext, StageResult
 from openrecipe.train.batching import TrainData
 from openrecipe.train.config import ProbeSettings, TrainSettings
@@ -25,11 +26,18 @@ class DataRef(StrictModel):
     name: str | None = None
     format: FormatName = "auto"
     text_field: str = "text"
+    source: str | None = Field(
+        None,
+        description="Only rows a clean stage labelled with this source (e.g. identity, or a source's name), "
+        "so one prepared file can feed several weighted parts of the mixture",
+    )
 
     def label(self) -> str:
-        return self.name or (
-            self.path[len(STAGE_REF_PREFIX) :] if self.path.startswith(STAGE_REF_PREFIX) else Path(self.path).stem
-        )
+        if self.name:
+            return self.name
+        if self.source:
+            return self.source
+        return self.path[len(STAGE_REF_PREFIX) :] if self.path.startswith(STAGE_REF_PREFIX) else Path(self.path).stem
 
 
 def read_ref(context: StageContext, ref: DataRef) -> list[Record]:
@@ -37,12 +45,21 @@ def read_ref(context: StageContext, ref: DataRef) -> list[Record]:
     if path.startswith(STAGE_REF_PREFIX):
         path = context.artifact(path[len(STAGE_REF_PREFIX) :], "data")
     source = DataSource(path=path, format=ref.format, text_field=ref.text_field)
-    return load_source(source, identity=context.identity, base_dir=context.recipe_dir).records
+    records = load_source(source, identity=context.identity, base_dir=context.recipe_dir).records
+    if ref.source is None:
+        return records
+    chosen = [record for record in records if record.extra.get("source") == ref.source]
+    if not chosen:
+        found = sorted({str(record.extra["source"]) for record in records if "source" in record.extra})
+        raise OpenRecipeError(
+            f"no rows of {ref.path} come from source {ref.source!r}",
+            where=ref.path,
+            fix=f"use one of: {', '.join(found)}" if found else "point `path:` at a clean stage's output (stage:<id>)",
+        )
+    return chosen
 
 
 def labels_unique(refs: list[DataRef]) -> None:
-    from openrecipe.errors import OpenRecipeError
-
     labels = [ref.label() for ref in refs]
     for label in labels:
         if labels.count(label) > 1:
