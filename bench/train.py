@@ -1,7 +1,7 @@
 """Training throughput on the default model: our loop vs TRL's SFTTrainer, same data, LoRA config and
 token count, each in its own process (peak RSS measured per process). Needs `pip install -e .[bench]`.
 
-    .venv/bin/python bench/train.py --steps 12
+    .venv/bin/python bench/train.py --steps 16
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run_ours(data: Path, out: Path, steps: int, batch: int) -> dict:
     return {"tokens_per_s": tokens / step_seconds, "wall_s": seconds, "mfu": outcome.metrics.get("mfu")}
 
 
-def run_trl(data: Path, out: Path, steps: int, batch: int) -> dict:
+def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool = True) -> dict:
     import datasets
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -102,6 +102,7 @@ def run_trl(data: Path, out: Path, steps: int, batch: int) -> dict:
         dataloader_num_workers=0,
         completion_only_loss=True,
         include_num_input_tokens_seen=True,
+        gradient_checkpointing=checkpointing,  # TRL's SFTConfig default is True
     )
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(folder),
@@ -125,9 +126,9 @@ def run_trl(data: Path, out: Path, steps: int, batch: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--side", choices=["ours", "trl"])
+    parser.add_argument("--side", choices=["ours", "trl", "trl-no-checkpointing"])
     parser.add_argument("--data")
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -135,8 +136,11 @@ def main() -> None:
         from openrecipe.cli.quiet import quiet_libraries
 
         quiet_libraries()
-        runner = run_ours if args.side == "ours" else run_trl
-        result = runner(Path(args.data), Path(args.out), args.steps, args.batch)
+        if args.side == "ours":
+            result = run_ours(Path(args.data), Path(args.out), args.steps, args.batch)
+        else:
+            checkpointing = args.side == "trl"
+            result = run_trl(Path(args.data), Path(args.out), args.steps, args.batch, checkpointing)
         result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print("RESULT " + json.dumps(result))
         return
@@ -144,7 +148,7 @@ def main() -> None:
         data = Path(tmp) / "data.jsonl"
         examples(data)
         results = {}
-        for side in ("ours", "trl"):
+        for side in ("ours", "trl", "trl-no-checkpointing"):
             process = subprocess.run(
                 [
                     sys.executable,
@@ -169,9 +173,13 @@ def main() -> None:
                 return
             results[side] = json.loads(line[7:])
             print(f"{side}: {results[side]}")
-    ours, trl = results["ours"], results["trl"]
-    print(f"tokens/s ratio (ours / TRL SFTTrainer): {ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x")
-    print(f"peak RSS ratio (ours / TRL): {ours['peak_rss_gib'] / trl['peak_rss_gib']:.2f}x")
+    ours = results["ours"]
+    for side, label in (("trl", "TRL SFTTrainer, its defaults"), ("trl-no-checkpointing", "TRL, no checkpointing")):
+        other = results[side]
+        print(
+            f"vs {label}: tokens/s {ours['tokens_per_s'] / other['tokens_per_s']:.2f}x, "
+            f"peak RSS {ours['peak_rss_gib'] / other['peak_rss_gib']:.2f}x"
+        )
     print(f"our MFU: {ours.get('mfu')}")
     print("LLaMA-Factory on the same job (../shared/FINDINGS.md, AMX machine): 255 tok/s")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -50,6 +50,11 @@ class TrainSettings(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="Overrides epochs when set")
     batch_size: int = Field(8, ge=1, description="Global batch size (examples per optimizer step)")
     micro_batch_size: int | None = Field(None, ge=1, description="Per-forward batch; accumulation fills the rest")
+    micro_batch_tokens: Annotated[int, Field(ge=16)] | Literal["auto"] | None = Field(
+        "auto",
+        description="Most padded tokens per forward pass; micro-batches split further to stay under it, capping "
+        "activation memory at the same summed loss. auto: 256 on CPU, no cap on GPUs; null: no cap",
+    )
     max_grad_norm: float | None = Field(1.0, gt=0)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where fast")
@@ -75,6 +80,14 @@ class TrainSettings(StrictModel):
     def micro(self) -> int:
         return self.micro_batch_size or self.batch_size
 
+    def token_cap(self, device_type: str) -> int | None:
+        """Measured on the default model (2 CPU cores, LoRA, batch 8, 16 steps): peak RSS 3.03 / 2.43 / 1.85 GiB
+        with caps of 1024 / 512 / 256 tokens at 227 / 225 / 230 tok/s — CPU matmuls are already efficient at
+        that size. GPUs keep whole micro-batches, where larger matmuls are what makes them fast."""
+        if self.micro_batch_tokens == "auto":
+            return 256 if device_type == "cpu" else None
+        return self.micro_batch_tokens
+
     @property
     def accumulation(self) -> int:
         return self.batch_size // self.micro
@@ -93,5 +106,6 @@ class TrainSettings(StrictModel):
                 "eval_every_steps",
                 "nonfinite_patience",
                 "compile",
+                "micro_batch_tokens",  # memory only: the same summed loss, split differently
             },
         )

@@ -89,10 +89,23 @@ def _token_loss_sum(module, batch: dict[str, torch.Tensor], autocast) -> torch.T
         return module(**batch)
 
 
-def _micro_batches(examples: list, size: int) -> list[list]:
-    """Group similar lengths into the same micro-batch: less padding, same summed loss."""
+def _micro_batches(examples: list, size: int, max_tokens: int | None = None) -> list[list]:
+    """Group similar lengths into the same micro-batch: less padding, same summed loss. With `max_tokens`,
+    a micro-batch is split further so rows × longest row stays under it (one longer row goes alone)."""
     ordered = sorted(examples, key=lambda example: len(example["input_ids"]))
-    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    chunks = [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    if max_tokens is None:
+        return chunks
+    split: list[list] = []
+    for chunk in chunks:
+        current: list = []
+        for example in chunk:  # ascending lengths: the newest row is the longest
+            if current and (len(current) + 1) * len(example["input_ids"]) > max_tokens:
+                split.append(current)
+                current = []
+            current.append(example)
+        split.append(current)
+    return split
 
 
 @torch.no_grad()
@@ -252,6 +265,7 @@ def train(job: TrainJob) -> TrainOutcome:
             manager.save(state["step"], tensors, parts, protect={state["best_step"]} if state["best_step"] else None)
         accelerator.wait_for_everyone()
 
+    token_cap = settings.token_cap(device.type)
     probes = build_probes(job.probes, job.identity) if job.probes is not None else []
     unwrapped = trainee.model
     eval_every = settings.eval_every_steps or per_epoch
@@ -292,7 +306,7 @@ def train(job: TrainJob) -> TrainOutcome:
             global_tokens = max(1, trainable_tokens(batch_examples))
             step_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            micro_batches = _micro_batches(local, settings.micro)
+            micro_batches = _micro_batches(local, settings.micro, token_cap)
             for position, chunk in enumerate(micro_batches):
                 batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
                 last = position == len(micro_batches) - 1
