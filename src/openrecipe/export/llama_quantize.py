@@ -16,6 +16,7 @@ q4_k_m as llama.cpp picks +8.4%; with the importance matrix +4.2%; with measured
 from __future__ import annotations
 
 import ctypes
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,13 @@ def _run(source: Path, out: Path, qtype: str, imatrix: dict[str, np.ndarray] | N
         keep_alive.append(table)
         params.tt_overrides = ctypes.cast(table, type(params.tt_overrides))
     tmp = out.with_name(f".{out.name}.tmp")
-    code = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
+    log = logging.getLogger("llama-cpp-python")  # llama.cpp prints every tensor it quantizes otherwise
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        code = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
+    finally:
+        log.setLevel(level)
     if code != 0:
         tmp.unlink(missing_ok=True)
         raise OpenRecipeError(f"llama.cpp failed to quantize to {qtype} (code {code})")
