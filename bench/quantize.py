@@ -111,20 +111,15 @@ def main() -> None:
             source, work / "gguf", ["f16", "q8_0", "q4_0", "q4_k_m"], name="default", calibration=calibration_texts()
         )
         plain = export_gguf(source, work / "plain", ["q4_k_m"], name="default")  # no importance matrix
-        stock = export_gguf(source, work / "stock", ["q4_k_m"], name="default", measure_fallbacks=False)
-        extra = [("q4_k_m no-imatrix", plain["q4_k_m"]), ("q4_k_m llama.cpp-stock", stock["q4_k_m"])]
-        for label, info in [*files.items(), *extra]:
+        for label, info in [*files.items(), ("q4_k_m no-imatrix", plain["q4_k_m"])]:
             path = Path(info["path"])
             rows.append(hf_row(f"gguf {label}", path, "float32", texts))
             try:
                 rows.append(llama_row(f"gguf {label}", path, texts, tokenizer))
             except ImportError:
                 print("llama-cpp-python is not installed: skipping the llama.cpp rows")
-            if info.get("fallbacks"):
-                print(
-                    f"gguf {label}: fallback choices {info['fallbacks']}, "
-                    f"importance matrix from {info['calibration_tokens']} tokens"
-                )
+            if info.get("imatrix_tensors"):
+                print(f"gguf {label}: importance matrix from {info['calibration_tokens']} calibration tokens")
     base = rows[0]
     held_tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"][:256]) for t in texts)
     print(f"perplexity on data/general/heldout.txt ({held_tokens} tokens); BF16 reference {base['ppl']:.2f}")

@@ -45,10 +45,8 @@ def export_gguf(
     *,
     name: str,
     calibration: list[str] | None = None,
-    measure_fallbacks: bool = True,
 ) -> dict[str, Any]:
-    """Write one GGUF per type; llama.cpp types use an importance matrix when calibration text is given
-    and, unless `measure_fallbacks` is off, pick shape fallbacks by measured error (llama_quantize.py)."""
+    """Write one GGUF per type; llama.cpp types use an importance matrix when calibration text is given."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for qtype in types:
         if qtype not in NUMPY_TYPES and qtype not in LLAMA_CPP_TYPES:
@@ -75,7 +73,7 @@ def export_gguf(
                         if "f16" in types and (out_dir / f"{name}-f16.gguf").exists()
                         else write_gguf(folder, Path(tmp) / "f16.gguf", "f16", name=name)
                     )
-                decisions = quantize_gguf(f16, target, qtype, imatrix=imatrix, measure_fallbacks=measure_fallbacks)
+                decisions = quantize_gguf(f16, target, qtype, imatrix=imatrix)
                 decisions["calibration_tokens"] = calibration_tokens
             files[qtype] = {"path": str(target), "size_bytes": target.stat().st_size, **read_back(target), **decisions}
     atomic_write_json(out_dir / "gguf.json", files)

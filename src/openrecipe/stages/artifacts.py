@@ -77,11 +77,6 @@ class ExportStage(StageConfig):
         description="Text or chat data (files or stage:<id>) for llama.cpp's importance matrix; "
         "use data the model will see, never the text you evaluate on",
     )
-    fallbacks: Literal["measured", "llama.cpp"] = Field(
-        "measured",
-        description="K-quant rows that do not fit 256-column blocks: pick Q5_0 or Q4_1 by measured error, "
-        "or keep llama.cpp's fixed choice",
-    )
 
 
 @stage_kind(ExportStage, "GGUF files (llama.cpp, Ollama) with an Ollama Modelfile")
@@ -108,14 +103,11 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
         config.gguf,
         name=name,
         calibration=calibration,
-        measure_fallbacks=config.fallbacks == "measured",
     )
     artifacts = {f"gguf_{qtype}": row["path"] for qtype, row in files.items()}
     metrics = {f"gguf_{qtype}_mb": round(row["size_bytes"] / 1e6, 1) for qtype, row in files.items()}
     for _qtype, row in files.items():
         context.console.print(f"  {Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB, {row['tensors']} tensors")
-        if row.get("fallbacks"):
-            context.console.print(f"    shape fallbacks (measured choice): {row['fallbacks']}")
     if config.modelfile:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         first = Path(files[config.gguf[-1]]["path"]).name

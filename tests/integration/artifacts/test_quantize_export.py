@@ -75,39 +75,6 @@ def test_modelfile_template_and_stops():
     assert "<|im_start|>assistant" in text
 
 
-def _snap_linear_weights_to_q4_1(folder, out):
-    """A copy of the model whose linear weights already sit on a Q4_1 grid (like the default model's)."""
-    import shutil
-
-    from gguf import GGMLQuantizationType, quants
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(folder, out)
-    tensors = load_file(str(out / "model.safetensors"))
-    for name, value in tensors.items():
-        if value.ndim == 2 and "embed" not in name:
-            grid = quants.dequantize(
-                quants.quantize(value.float().numpy(), GGMLQuantizationType.Q4_1), GGMLQuantizationType.Q4_1
-            )
-            tensors[name] = torch.from_numpy(grid).to(value.dtype)
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
-
-
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
-def test_k_quant_fallbacks_are_chosen_by_measured_error(tmp_path, tiny_model_dir):
-    # Hidden size 64: no row fits a 256-column K-quant block, so llama.cpp demotes Q4_K to Q5_0 everywhere.
-    gaussian = export_gguf(tiny_model_dir, tmp_path / "a", ["q4_k_m"], name="tiny")["q4_k_m"]
-    assert gaussian["fallbacks"] and set(gaussian["fallbacks"]) == {"Q5_0"}  # llama.cpp's choice kept
-    on_grid = _snap_linear_weights_to_q4_1(tiny_model_dir, tmp_path / "grid")
-    snapped = export_gguf(on_grid, tmp_path / "b", ["q4_k_m"], name="tiny")["q4_k_m"]
-    assert snapped["fallbacks"].get("Q5_0->Q4_1", 0) > 0
-    assert snapped["tensor_types"].get("Q4_1", 0) == snapped["fallbacks"]["Q5_0->Q4_1"]
-    assert snapped["size_bytes"] < gaussian["size_bytes"]
-    stock = export_gguf(on_grid, tmp_path / "c", ["q4_k_m"], name="tiny", measure_fallbacks=False)["q4_k_m"]
-    assert "Q4_1" not in stock["tensor_types"] and stock["fallbacks"] == {}
-
-
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 def test_importance_matrix_covers_every_linear_layer_and_feeds_the_quantizer(tmp_path, tiny_model_dir):
     from llama_cpp import Llama
