@@ -10,7 +10,7 @@
   the GGUF q8_0 export through llama.cpp is faster than both (~40 tok/s, +0.7%).
 - int4: `IntxWeightOnlyConfig(int4, group 32)` — the only torchao INT4 that runs on CPU
   (`Int4WeightOnlyConfig` needs CUDA); it costs ~+24% perplexity on a 135M model. For 4-bit deployment on
-  CPU the GGUF q4_k_m export (llama.cpp kernels, ~+3-5%) is the better path; this one exists for GPU-less
+  CPU the GGUF q4_k_m export (llama.cpp kernels, ~+4%) is the better path; this one exists for GPU-less
   transformers serving and is measured in the parity table like every other artifact.
 - Not used: bitsandbytes 4-bit on CPU writes a corrupt checkpoint once a forward pass has run; quanto
   qint4 runs only under no_grad and costs +51%.
