@@ -6,7 +6,7 @@ collects: for every linear layer, the mean square of each input column over the 
 rounding error on columns that carry large activations is weighted more.
 
 Measured on the default model (held-out text; calibration on the replay corpus and the Acme manuals):
-q4_k_m +8.4% → +4.2% perplexity.
+q4_k_m +8.4% → +4.4% perplexity (+3.5% read by transformers).
 """
 
 from __future__ import annotations
