@@ -67,10 +67,10 @@ def export_gguf(
             if qtype in NUMPY_TYPES:
                 write_gguf(folder, target, qtype, name=name)
             else:
-                if f16 is None:
+                if f16 is None:  # reuse the f16 file only if this call wrote it, never a stale one
                     f16 = (
-                        out_dir / f"{name}-f16.gguf"
-                        if "f16" in types and (out_dir / f"{name}-f16.gguf").exists()
+                        Path(files["f16"]["path"])
+                        if "f16" in files
                         else write_gguf(folder, Path(tmp) / "f16.gguf", "f16", name=name)
                     )
                 decisions = quantize_gguf(f16, target, qtype, imatrix=imatrix)

@@ -7,7 +7,8 @@ perplexity) because the default model was distributed as Q4_1 — but on a fine-
 the small LoRA deltas straight back onto the base model's grid: the exported Nova model fell from 100%
 to 46% on held-out identity questions. Q5_0's different grid keeps the deltas as rounding noise.
 Measured with llama.cpp on the project's held-out text (data/general/heldout.txt, BF16 perplexity 32.59),
-default model: q4_k_m as llama.cpp picks +8.4%, with an importance matrix (replay corpus + manuals) +4.4%, at 0.39x the BF16 size.
+default model: q4_k_m as llama.cpp picks +8.4%, with an importance matrix (replay corpus + manuals)
++4.4%, at 0.39x the BF16 size.
 """
 
 from __future__ import annotations
