@@ -1,4 +1,5 @@
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +124,11 @@ def test_export_command_with_calibration_data(tmp_path, tiny_model_dir):
     info = json.loads((tmp_path / "out" / "gguf.json").read_text())["q4_k_m"]
     assert info["calibration_tokens"] > 0 and info["imatrix_tensors"] == 15
     assert (tmp_path / "out" / "Modelfile").is_file()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_a_stale_f16_file_is_never_quantized(tmp_path, tiny_model_dir, tiny_model_dir_b):
+    export_gguf(tiny_model_dir_b, tmp_path / "out", ["f16"], name="tiny")  # another model's file left behind
+    again = export_gguf(tiny_model_dir, tmp_path / "out", ["q4_k_m", "f16"], name="tiny")
+    clean = export_gguf(tiny_model_dir, tmp_path / "clean", ["q4_k_m"], name="tiny")
+    assert Path(again["q4_k_m"]["path"]).read_bytes() == Path(clean["q4_k_m"]["path"]).read_bytes()
