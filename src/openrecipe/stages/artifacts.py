@@ -11,7 +11,7 @@ from pydantic import Field
 from openrecipe.merge.mergekit_merge import MergeInput, MergeMethod, MergeSettings
 from openrecipe.quantize.torchao_backend import QuantMethod
 from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
-from openrecipe.stages.training_common import DataRef
+from openrecipe.stages.training_common import DataRef, read_ref
 
 
 def _size(path: Path) -> int:
@@ -92,18 +92,11 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
     calibration = None
     if config.calibration:
         from openrecipe.export.importance import calibration_texts
-        from openrecipe.stages.training_common import read_ref
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         records = [record for ref in config.calibration for record in read_ref(context, ref)]
         calibration = calibration_texts(records, tokenizer)
-    files = export_gguf(
-        folder,
-        context.stage_dir,
-        config.gguf,
-        name=name,
-        calibration=calibration,
-    )
+    files = export_gguf(folder, context.stage_dir, config.gguf, name=name, calibration=calibration)
     artifacts = {f"gguf_{qtype}": row["path"] for qtype, row in files.items()}
     metrics = {f"gguf_{qtype}_mb": round(row["size_bytes"] / 1e6, 1) for qtype, row in files.items()}
     for _qtype, row in files.items():

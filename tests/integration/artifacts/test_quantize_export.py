@@ -132,3 +132,33 @@ def test_a_stale_f16_file_is_never_quantized(tmp_path, tiny_model_dir, tiny_mode
     again = export_gguf(tiny_model_dir, tmp_path / "out", ["q4_k_m", "f16"], name="tiny")
     clean = export_gguf(tiny_model_dir, tmp_path / "clean", ["q4_k_m"], name="tiny")
     assert Path(again["q4_k_m"]["path"]).read_bytes() == Path(clean["q4_k_m"]["path"]).read_bytes()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_export_stage_calibrates_on_an_earlier_stage(tmp_path, tiny_model_dir):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from openrecipe.cli.main import app
+
+    (tmp_path / "faq.jsonl").write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
+            for q, a in [("Returns?", "Within 30 days."), ("Opening hours?", "9 to 5, Monday to Friday.")]
+        )
+    )
+    recipe = {
+        "name": "calibrated",
+        "base_model": str(tiny_model_dir),
+        "stages": [
+            {"id": "data", "kind": "clean", "sources": [{"path": "faq.jsonl"}]},
+            {"id": "export", "kind": "export", "gguf": ["q4_k_m"], "calibration": [{"path": "stage:data"}]},
+        ],
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "run" / "export" / "gguf.json").read_text())["q4_k_m"]
+    assert info["imatrix_tensors"] == 15 and info["calibration_tokens"] > 10
