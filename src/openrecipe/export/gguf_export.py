@@ -63,7 +63,7 @@ def export_gguf(
         f16: Path | None = None
         for qtype in types:
             target = out_dir / f"{name}-{qtype}.gguf"
-            decisions: dict[str, Any] = {}
+            quantizer: dict[str, Any] = {}
             if qtype in NUMPY_TYPES:
                 write_gguf(folder, target, qtype, name=name)
             else:
@@ -73,8 +73,8 @@ def export_gguf(
                         if "f16" in files
                         else write_gguf(folder, Path(tmp) / "f16.gguf", "f16", name=name)
                     )
-                decisions = quantize_gguf(f16, target, qtype, imatrix=imatrix)
-                decisions["calibration_tokens"] = calibration_tokens
-            files[qtype] = {"path": str(target), "size_bytes": target.stat().st_size, **read_back(target), **decisions}
+                quantizer = quantize_gguf(f16, target, qtype, imatrix=imatrix)
+                quantizer["calibration_tokens"] = calibration_tokens
+            files[qtype] = {"path": str(target), "size_bytes": target.stat().st_size, **read_back(target), **quantizer}
     atomic_write_json(out_dir / "gguf.json", files)
     return files

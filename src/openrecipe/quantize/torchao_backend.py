@@ -7,9 +7,9 @@
   for grouped int8, so decoding at batch 1 runs ~6 tok/s where per-row runs ~15.
 - int8_row: the same with one scale per output row — torch's fused int8 CPU kernel, +1.2% perplexity at
   0.61x. Pick it when transformers decode speed on CPU matters more than the last percent; for CPU serving
-  the GGUF q8_0 export through llama.cpp is faster than both (~40 tok/s, +0.7%).
+  the GGUF q8_0 export through llama.cpp is faster than both (~43 tok/s, −0.1%).
 - int4: `IntxWeightOnlyConfig(int4, group 32)` — the only torchao INT4 that runs on CPU
-  (`Int4WeightOnlyConfig` needs CUDA); it costs ~+24% perplexity on a 135M model. For 4-bit deployment on
+  (`Int4WeightOnlyConfig` needs CUDA); it costs ~+35% perplexity on a 135M model. For 4-bit deployment on
   CPU the GGUF q4_k_m export (llama.cpp kernels, ~+4%) is the better path; this one exists for GPU-less
   transformers serving and is measured in the parity table like every other artifact.
 - Not used: bitsandbytes 4-bit on CPU writes a corrupt checkpoint once a forward pass has run; quanto
@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,19 +48,12 @@ def int8_group_size(config: dict[str, Any]) -> int | None:
     return next((group for group in INT8_GROUP_SIZES if all(size % group == 0 for size in sizes)), None)
 
 
-def _int8(config: dict[str, Any]):
+def _int8(config: dict[str, Any], *, per_row: bool = False):
     from torchao.quantization import Int8WeightOnlyConfig
     from torchao.quantization.granularity import PerGroup, PerRow
 
-    group = int8_group_size(config)
+    group = None if per_row else int8_group_size(config)
     return Int8WeightOnlyConfig(granularity=PerGroup(group) if group else PerRow())
-
-
-def _int8_row(config: dict[str, Any]):
-    from torchao.quantization import Int8WeightOnlyConfig
-    from torchao.quantization.granularity import PerRow
-
-    return Int8WeightOnlyConfig(granularity=PerRow())
 
 
 def _int4(config: dict[str, Any]):
@@ -71,7 +65,7 @@ def _int4(config: dict[str, Any]):
 
 QUANTIZERS: Registry = Registry("quantization method")
 QUANTIZERS.add("int8", _int8)
-QUANTIZERS.add("int8_row", _int8_row)
+QUANTIZERS.add("int8_row", partial(_int8, per_row=True))
 QUANTIZERS.add("int4", _int4)
 
 

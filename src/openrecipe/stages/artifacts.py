@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from openrecipe.export.llama_quantize import LLAMA_CPP_TYPES
 from openrecipe.merge.mergekit_merge import MergeInput, MergeMethod, MergeSettings
 from openrecipe.quantize.torchao_backend import QuantMethod
 from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
@@ -90,7 +91,9 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
     folder = materialize(context.resolve_model(config.model), context.stage_dir)
     name = config.name or context.recipe_name or context.run_dir.name
     calibration = None
-    if config.calibration:
+    if config.calibration and not any(qtype in LLAMA_CPP_TYPES for qtype in config.gguf):
+        context.console.print("  [yellow]calibration is only used by llama.cpp types (q4_k_m, ...): ignored[/yellow]")
+    elif config.calibration:
         from openrecipe.export.importance import calibration_texts
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
