@@ -5,30 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.models.gguf_header import check_gguf
 
-GGUF_MAGIC = b"GGUF"
-
-
-def check_gguf(path: Path) -> None:
-    """Fail with a clear message on files that are not readable GGUF, before transformers sees them."""
-    if not path.is_file():
-        raise OpenRecipeError(f"GGUF file not found: {path}", fix="check the path")
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic != GGUF_MAGIC:
-        raise OpenRecipeError(
-            f"{path} is not a GGUF file (it does not start with the GGUF magic bytes)",
-            fix="pass a .gguf model file, or an HF model folder",
-        )
-    try:
-        from gguf import GGUFReader
-
-        GGUFReader(str(path))
-    except Exception as error:  # the reader raises many types on truncated/corrupt files
-        raise OpenRecipeError(
-            f"{path} is a corrupt or truncated GGUF file ({type(error).__name__}: {error})",
-            fix="re-download or re-export it",
-        ) from None
+__all__ = ["check_gguf", "convert_gguf_to_hf", "load_gguf"]
 
 
 def load_gguf(path: Path, *, dtype: object | None = None):
