@@ -19,31 +19,12 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 @cache
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 matmul units (AMX-BF16 or AVX512-BF16).
+    """True when bf16 matmuls measured clearly faster than fp32 on this CPU (probe cached per machine)."""
+    from openrecipe.models.precision import cpu_precision_probe
 
-    oneDNN reports bf16 "supported" on any AVX-512 CPU, but without these units it emulates bf16 and runs
-    ~7x *slower* than fp32 (measured: 0.04 vs 0.28 TFLOP/s); with AMX it runs ~6x faster (1.9-2.3 TFLOP/s).
-    """
-    flags = _cpu_flags()
-    if flags:
-        return bool({"amx_bf16", "avx512_bf16"} & flags)
-    try:  # not Linux: trust oneDNN
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return cpu_precision_probe().best == "bf16"
 
 
 def fast_bf16(device: torch.device) -> bool:
@@ -57,9 +38,8 @@ def fast_bf16(device: torch.device) -> bool:
 def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     """`auto` for inference: bf16 on GPUs with fast bf16, fp32 on CPU.
 
-    On CPU, decoding is memory-bound: bf16 was not faster at batch 1 on an AMX machine (26.5 vs 29 tok/s
-    for the 135M default model) and flips near-tie tokens (the France answer's first token is a 0.152 vs
-    0.140 tie). Training still uses bf16 autocast on such CPUs, where matmuls run ~6x faster.
+    CPU decoding is memory-bound, so bf16 is not faster there and flips near-tie tokens; training still uses
+    bf16 autocast where the probe measured bf16 matmuls faster.
     """
     if requested != "auto":
         if requested not in DTYPES:
