@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -41,7 +42,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
         return
     table = Table(title="openrecipe doctor", show_header=False)
     for key, value in _rows(report):
-        table.add_row(key, value)
+        table.add_row(key, escape(value))
     console.print(table)
 
 
