@@ -23,7 +23,7 @@ def data_stats(records: list[Record], tokenizer, system_prompt: str | None = Non
         if record.messages is not None:
             messages = with_system_prompt(record.messages, system_prompt)
             roles.update(message["role"] for message in messages)
-            ids, labels = tokenize_chat(tokenizer, messages)
+            ids, labels = tokenize_chat(tokenizer, messages, tools=record.tools)
             trainable += sum(label != IGNORE_INDEX for label in labels)
         else:
             ids = tokenizer(record.text or "", add_special_tokens=False)["input_ids"]
@@ -52,7 +52,7 @@ def render_example(tokenizer, record: Record, system_prompt: str | None = None) 
     if record.messages is None:
         text.append(record.text or "", style="green")
         return text
-    ids, labels = tokenize_chat(tokenizer, with_system_prompt(record.messages, system_prompt))
+    ids, labels = tokenize_chat(tokenizer, with_system_prompt(record.messages, system_prompt), tools=record.tools)
     for token_id, label in zip(ids, labels, strict=True):
         piece = tokenizer.decode([token_id])
         text.append(piece, style="bold green" if label != IGNORE_INDEX else "dim")

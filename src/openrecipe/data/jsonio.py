@@ -15,6 +15,9 @@ def read_text_strict(path: Path) -> str:
     data = path.read_bytes()
     if not data.strip():
         raise DataError("file is empty", where=str(path), fix="add data, or remove the file from the recipe")
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise _nul_error(f"{path}:{line}", data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -26,18 +29,54 @@ def read_text_strict(path: Path) -> str:
         ) from None
 
 
+def _nul_error(where: str, data: bytes) -> DataError:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return DataError("is UTF-16 text", where=where, fix="save the file as UTF-8")
+    return DataError("contains a NUL byte (binary data?)", where=where, fix="remove it, or save the file as UTF-8 text")
+
+
+def _is_blank_file(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) of a file, streamed, BOM removed; empty files are an error."""
+    if _is_blank_file(path):
+        raise DataError("file is empty", where=str(path), fix="add data, or remove the file from the recipe")
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise _nul_error(f"{path}:1", raw)
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            yield number, raw
+
+
+def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without the newline) of a UTF-8 file; bad bytes are reported with their line."""
+    for number, raw in iter_lines(path):
+        if b"\x00" in raw:
+            raise _nul_error(f"{path}:{number}", raw)
+        try:
+            yield number, raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise DataError("not UTF-8 text", where=f"{path}:{number}", fix="save the file as UTF-8") from None
+
+
 def iter_jsonl(path: Path, rejections: Rejections) -> Iterator[tuple[str, Any]]:
-    """Yield (FILE:LINE, parsed object) for each non-blank line."""
-    data = path.read_bytes()
-    if not data.strip():
-        raise DataError("file is empty", where=str(path), fix="add one JSON object per line")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    """Yield (FILE:LINE, parsed object) for each non-blank line, reading one line at a time."""
+    for number, raw in iter_lines(path):
         if not raw.strip():
             continue
         where = f"{path}:{number}"
         rejections.rows_seen += 1
+        if b"\x00" in raw:
+            rejections.reject(_nul_error(where, raw))
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -47,6 +86,8 @@ def iter_jsonl(path: Path, rejections: Rejections) -> Iterator[tuple[str, Any]]:
             yield where, json.loads(text)
         except json.JSONDecodeError as error:
             rejections.reject(DataError(f"invalid JSON ({error.msg} at column {error.colno})", where=where))
+        except RecursionError:
+            rejections.reject(DataError("JSON nested too deeply", where=where))
 
 
 def iter_json_array(path: Path, rejections: Rejections) -> Iterator[tuple[str, Any]]:
@@ -56,6 +97,8 @@ def iter_json_array(path: Path, rejections: Rejections) -> Iterator[tuple[str, A
         parsed = json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(f"invalid JSON ({error.msg} at column {error.colno})", where=f"{path}:{error.lineno}") from None
+    except RecursionError:
+        raise DataError("JSON nested too deeply", where=str(path)) from None
     if isinstance(parsed, dict):
         parsed, text = [parsed], None
     if not isinstance(parsed, list):
@@ -84,7 +127,8 @@ def _element_lines(text: str, count: int) -> list[int]:
 
 def iter_json_rows(path: Path, rejections: Rejections) -> Iterator[tuple[str, Any]]:
     """JSONL, or a JSON array, chosen by the first non-blank character."""
-    head = path.read_bytes()[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"[") or (path.suffix == ".json" and not _looks_like_jsonl(path)):
         return iter_json_array(path, rejections)
     return iter_jsonl(path, rejections)

@@ -20,6 +20,9 @@ class TokenizeConfig(StrictModel):
     max_length: int = Field(512, ge=8, description="Tokens per example (or per packed block)")
     overlength: Literal["truncate", "drop", "error"] = Field("truncate", description="What to do with longer examples")
     train_on: Literal["assistant", "all"] = Field("assistant", description="Which tokens carry loss")
+    train_on_turns: Literal["all", "last"] = Field(
+        "all", description="Multi-turn rows: loss on every assistant turn, or only on the last one"
+    )
     pack: bool = Field(False, description="Pack several examples per block (always on for text corpora)")
 
 
@@ -43,7 +46,7 @@ class TokenizeStats:
         }
 
 
-def with_system_prompt(messages: Sequence[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+def with_system_prompt(messages: Sequence[dict[str, Any]], system_prompt: str | None) -> list[dict[str, Any]]:
     """Apply the recipe's system prompt to conversations that have none (training = serving format)."""
     messages = list(messages)
     if system_prompt and (not messages or messages[0]["role"] != "system"):
@@ -51,24 +54,92 @@ def with_system_prompt(messages: Sequence[dict[str, str]], system_prompt: str | 
     return messages
 
 
-def _render(tokenizer, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+def _render(tokenizer, messages: Sequence[dict[str, Any]], generation_prompt: bool, tools=None) -> str:
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(
+        list(messages), tokenize=False, add_generation_prompt=generation_prompt, **extra
+    )
 
 
-def assistant_char_spans(tokenizer, messages: Sequence[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """Render the conversation and find each assistant reply's characters, end-of-turn token included.
+_PROBE = "openrecipe_probe_7f3a"
+
+
+def _tool_support(tokenizer) -> dict[str, bool]:
+    """Which tool features the chat template renders, found by rendering a probe of each."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    cached = _TOOL_SUPPORT.get(template)
+    if cached is not None:
+        return cached
+    call = {"type": "function", "function": {"name": _PROBE, "arguments": {"x": 1}}}
+    asked = [{"role": "user", "content": "q"}]
+    calling = [*asked, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    probes = {
+        "tools": (
+            [*asked, {"role": "assistant", "content": "a"}],
+            [{"type": "function", "function": {"name": _PROBE}}],
+        ),
+        "tool_calls": (calling, None),
+        "tool": ([*calling, {"role": "tool", "content": _PROBE}, {"role": "assistant", "content": "a"}], None),
+    }
+    support = {}
+    for feature, (messages, tools) in probes.items():
+        try:
+            support[feature] = _PROBE in _render(tokenizer, messages, False, tools)
+        except Exception:  # a template that raises on a feature does not support it
+            support[feature] = False
+    _TOOL_SUPPORT[template] = support
+    return support
+
+
+_TOOL_SUPPORT: dict[str, dict[str, bool]] = {}
+
+
+def require_tool_support(tokenizer, messages: Sequence[dict[str, Any]], tools: list | None) -> None:
+    """Tool definitions, calls and results must reach the text the model trains on, or training is wrong."""
+    needed = {
+        "tools": bool(tools),
+        "tool_calls": any(message.get("tool_calls") for message in messages),
+        "tool": any(message["role"] == "tool" for message in messages),
+    }
+    if not any(needed.values()):
+        return
+    support = _tool_support(tokenizer)
+    missing = [feature for feature, wanted in needed.items() if wanted and not support[feature]]
+    if missing:
+        names = {"tools": "tool definitions", "tool_calls": "assistant tool calls", "tool": "tool results"}
+        model = getattr(tokenizer, "name_or_path", "") or "this model"
+        raise OpenRecipeError(
+            f"the chat template of {model} does not render {', '.join(names[m] for m in missing)}, "
+            "which this data contains",
+            fix="set `chat_template:` to a template with tool support (e.g. a Jinja file), "
+            "or use data without tool calls",
+        )
+
+
+def assistant_char_spans(
+    tokenizer,
+    messages: Sequence[dict[str, Any]],
+    *,
+    tools: list | None = None,
+    turns: str = "all",
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render the conversation and find the characters of each trained assistant turn, end-of-turn token
+    included. Turns with `weight: 0` are skipped; `turns="last"` keeps only the final reply.
 
     Works for any template that renders a prefix of a conversation as a prefix of the full text
     (true of ChatML, Llama, Mistral, Qwen and Gemma templates); anything else is reported.
     """
-    full = _render(tokenizer, messages, False)
+    require_tool_support(tokenizer, messages, tools)
+    full = _render(tokenizer, messages, False, tools)
     spans: list[tuple[int, int]] = []
     eos = tokenizer.eos_token or ""
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = _render(tokenizer, messages[:index], True)
-        through = _render(tokenizer, messages[: index + 1], False)
+    trained = [i for i, message in enumerate(messages) if message["role"] == "assistant" and message.get("weight", 1)]
+    if turns == "last":
+        last = max(i for i, message in enumerate(messages) if message["role"] == "assistant")
+        trained = [i for i in trained if i == last]
+    for index in trained:
+        before = _render(tokenizer, messages[:index], True, tools)
+        through = _render(tokenizer, messages[: index + 1], False, tools)
         if not (full.startswith(through) and through.startswith(before)):
             raise OpenRecipeError(
                 "this chat template does not render conversations incrementally, so assistant tokens cannot be located",
@@ -96,27 +167,45 @@ def _labels_from_spans(
 
 
 def tokenize_chat(
-    tokenizer, messages: Sequence[dict[str, str]], train_on: str = "assistant"
+    tokenizer,
+    messages: Sequence[dict[str, Any]],
+    train_on: str = "assistant",
+    *,
+    tools: list | None = None,
+    turns: str = "all",
 ) -> tuple[list[int], list[int]]:
     """input_ids and labels (IGNORE_INDEX where no loss) for one conversation."""
-    text, spans = assistant_char_spans(tokenizer, messages)
+    text, spans = assistant_char_spans(tokenizer, messages, tools=tools, turns=turns)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return encoded["input_ids"], _labels_from_spans(encoded["input_ids"], encoded["offset_mapping"], spans, train_on)
 
 
+def _conversation(item: Any) -> tuple[Sequence[dict[str, Any]], list | None]:
+    """A Record (messages and tools) or a bare message list."""
+    messages = getattr(item, "messages", None)
+    return (messages, getattr(item, "tools", None)) if messages is not None else (item, None)
+
+
 def tokenize_conversations(
     tokenizer,
-    conversations: Iterable[Sequence[dict[str, str]]],
+    conversations: Iterable[Any],
     config: TokenizeConfig,
     *,
     system_prompt: str | None = None,
     chunk_size: int = 1024,
 ) -> tuple[list[dict[str, list[int]]], TokenizeStats]:
     """Tokenize (in batches, through the fast tokenizer), apply the over-length policy, drop examples
-    with nothing to learn; every drop counted."""
+    with nothing to learn; every drop counted. Items are Records (with their tools) or message lists."""
     stats = TokenizeStats()
     examples: list[dict[str, list[int]]] = []
-    rendered = [assistant_char_spans(tokenizer, with_system_prompt(m, system_prompt)) for m in conversations]
+    rendered = []
+    for item in conversations:
+        messages, tools = _conversation(item)
+        rendered.append(
+            assistant_char_spans(
+                tokenizer, with_system_prompt(messages, system_prompt), tools=tools, turns=config.train_on_turns
+            )
+        )
     for chunk_start in range(0, len(rendered), chunk_size):
         chunk = rendered[chunk_start : chunk_start + chunk_size]
         encoded = tokenizer([text for text, _ in chunk], add_special_tokens=False, return_offsets_mapping=True)

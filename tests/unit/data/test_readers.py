@@ -73,7 +73,6 @@ def test_bom_is_handled(tmp_path):
         ),
         (json.dumps({"messages": [{"role": "bot", "content": "q"}]}), "unknown role 'bot'"),
         (json.dumps({"messages": [{"role": "user"}]}), "missing field 'content'"),
-        (json.dumps({**chat(), "score": 1}), "extra field 'score'"),
         (json.dumps({"msgs": []}), "missing field 'messages'"),
         ("[1, 2]", "row must be a JSON object"),
     ],
@@ -85,6 +84,15 @@ def test_strict_validation_names_file_line_and_reason(tmp_path, line, reason):
         load(path, format="messages")
     assert info.value.where == f"{path}:3"
     assert reason in info.value.format()
+
+
+def test_extra_columns_are_counted_and_refused_only_when_asked(tmp_path):
+    path = jsonl(tmp_path / "m.jsonl", [chat(), {**chat(), "score": 1, "prompt_id": "x"}])
+    loaded = load(path)
+    assert len(loaded.records) == 2
+    assert loaded.rejections.to_json()["ignored_fields"] == {"prompt_id": 1, "score": 1}
+    with pytest.raises(DataError, match=r"m.jsonl:2: extra field 'prompt_id'"):
+        load(path, unknown_fields="error")
 
 
 def test_not_utf8_reports_line(tmp_path):
@@ -229,8 +237,13 @@ def test_peer_files_from_llamafactory(peer_data):
     assert c4.format == "text" and len(c4.records) > 100
     wiki = load(peer_data / "llamafactory-wiki_demo.txt")
     assert len(wiki.records) == 30  # one article per line, no blank lines: split by line
-    # Tool-call turns are not supported yet: each is rejected by name, nothing silently dropped.
-    glaive = load(peer_data / "llamafactory-glaive_toolcall_en_demo.json", on_error="skip", max_rejected_fraction=1.0)
+    # Tool-call turns become assistant tool_calls and tool results; every row reads.
+    glaive = load(peer_data / "llamafactory-glaive_toolcall_en_demo.json")
     assert glaive.format == "sharegpt"
-    assert len(glaive.records) + glaive.rejections.total == glaive.rejections.rows_seen
-    assert any("function_call" in reason for reason in glaive.rejections.counts)
+    assert glaive.rejections.total == 0 and len(glaive.records) == glaive.rejections.rows_seen
+    calling = [r for r in glaive.records if any(m.get("tool_calls") for m in r.messages)]
+    assert calling and all(r.tools for r in calling)
+    roles = [m["role"] for m in calling[0].messages]
+    assert roles[roles.index("tool") - 1] == "assistant" and roles[-1] == "assistant"
+    call = next(m for m in calling[0].messages if m.get("tool_calls"))["tool_calls"][0]["function"]
+    assert isinstance(call["name"], str) and isinstance(call["arguments"], dict)
