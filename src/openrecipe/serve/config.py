@@ -33,7 +33,10 @@ class ServeSettings(StrictModel):
     max_concurrent: int = Field(32, ge=1, description="In-flight requests beyond this get 429")
     max_batch_size: int = Field(8, ge=1)
     request_timeout_s: float = Field(300.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0, description="Seconds a client may take to send its request body")
     decode_chunk: int = Field(8, ge=1, description="Tokens decoded per batch before switching to another batch")
+    context_length: int | None = Field(None, ge=16, description="llamacpp: context tokens per slot (default 4096)")
+    slots: int = Field(1, ge=1, le=64, description="llamacpp: requests decoded in parallel, one context each")
     log_bodies: bool = False
     device: str = "auto"
     dtype: str = "auto"

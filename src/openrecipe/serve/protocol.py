@@ -1,72 +1,182 @@
-"""OpenAI request bodies (validated) and error bodies."""
+"""OpenAI request bodies (validated, strict) and error bodies.
+
+Every field a request may carry is declared here and honoured; anything else is refused with a 400 whose
+`param` names it, so a client never gets a 200 for a feature the server silently ignored.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Below this, sampling is numerically the same as greedy (and 1/T overflows float32 well before 1e-38):
+# such temperatures are served greedily. This is the one clamping rule of the API.
+MIN_SAMPLING_TEMPERATURE = 1e-2
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+MAX_CHOICES = 8
+MAX_TOP_LOGPROBS = 20
 
 
-class _Lenient(BaseModel):
-    # Clients send fields we do not use (user, presence_penalty, ...): accepted and ignored, never 500.
-    model_config = ConfigDict(extra="ignore")
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-class ChatMessage(_Lenient):
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[dict[str, Any]]
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ToolCallFunction(_Strict):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ChatMessage:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content may be null only on an assistant message with tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        return self
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
-        parts = []
-        for part in self.content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ValueError("only text content parts are supported")
-            parts.append(part["text"])
-        return "".join(parts)
+        return "".join(part.text for part in self.content)
+
+    def for_template(self) -> dict[str, Any]:
+        """The message as chat templates expect it (developer is a system turn)."""
+        message: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+        if self.name is not None:
+            message["name"] = self.name
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": call.function.model_dump()} for call in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
 
 
-class SamplingFields(_Lenient):
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class SamplingFields(_Strict):
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="Only n=1 is supported")
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: StreamOptions | None = None
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    user: str | None = Field(None, max_length=256, description="Logged with the request id")
+    parse_control_tokens: bool = Field(
+        False,
+        description="Extension: read control-token strings in message content as control tokens (default: as text)",
+    )
 
     @field_validator("stop")
     @classmethod
     def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and (len(value) > 4 or not all(isinstance(s, str) and s for s in value)):
-            raise ValueError("stop takes up to 4 non-empty strings")
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("stop takes up to 4 strings")
         return value
 
     def stops(self) -> list[str]:
+        """Stop strings; an empty string stops nothing and is dropped (never an empty reply)."""
         if self.stop is None:
             return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        return [s for s in ([self.stop] if isinstance(self.stop, str) else self.stop) if s]
+
+    def sampling_temperature(self) -> float:
+        return 0.0 if self.temperature < MIN_SAMPLING_TEMPERATURE else self.temperature
+
+    def request_seed(self) -> int | None:
+        """The seed as an unsigned 64-bit value, which every engine accepts."""
+        return None if self.seed is None else self.seed % 2**64
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+    def top_logprobs_count(self) -> int | None:
+        """None when logprobs are not wanted, else how many alternatives per token (0: the chosen one only)."""
+        raise NotImplementedError
 
 
 class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    @model_validator(mode="after")
+    def _logprobs(self) -> ChatRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def top_logprobs_count(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)
+    best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and len(value) != 1:
-            raise ValueError("exactly one prompt per request is supported")
+    def _prompts(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("the prompt list is empty")
         return value
+
+    @model_validator(mode="after")
+    def _counts(self) -> CompletionRequest:
+        if self.best_of is not None and self.best_of != self.n:
+            raise ValueError("best_of other than n is not supported")
+        if len(self.prompts()) * self.n > MAX_CHOICES:
+            raise ValueError(f"prompts x n may be at most {MAX_CHOICES}")
+        return self
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt as text or as token ids."""
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        if isinstance(self.prompt[0], int):
+            return [list(self.prompt)]  # type: ignore[arg-type]
+        return list(self.prompt)  # type: ignore[arg-type]
+
+    def top_logprobs_count(self) -> int | None:
+        return self.logprobs
 
 
 def error_response(

@@ -29,6 +29,12 @@ def build(settings: ServeSettings):
             dtype=settings.dtype,
             trust_remote_code=settings.trust_remote_code,
         )
+    elif settings.engine == "llamacpp":
+        options.update(slots=settings.slots)
+        if settings.context_length is not None:
+            options.update(context_length=settings.context_length)
+    elif settings.engine == "vllm":
+        options.update(trust_remote_code=settings.trust_remote_code)
     engine = factory(settings.model, **options)
     return create_app(settings, engine), engine
 

@@ -4,11 +4,16 @@ Why a hand-written decode loop instead of `model.generate`: requests arrive at d
 finish at different times, want different sampling settings and must stop when their client goes away.
 The loop below prefills a new batch as soon as requests are waiting, then round-robins decode chunks
 between live batches, so a long request never holds up a new one for more than one chunk.
+
+A failure is contained to the smallest unit that caused it: a row whose sampling fails fails alone, a
+prefill that fails is retried request by request, and a decode step that fails fails only its batch.
 """
 
 from __future__ import annotations
 
 import collections
+import inspect
+import logging
 import queue
 import threading
 import time
@@ -24,18 +29,26 @@ from openrecipe.serve.engines.base import (
     Failed,
     Finished,
     GenerationRequest,
+    TokenLogprob,
     apply_stops,
+    encode_chat_content_as_text,
     held_back,
 )
+from openrecipe.serve.engines.sampling import Detokenizer, RowSampler, prompt_logprobs, token_logprob
+
+log = logging.getLogger("openrecipe.serve")
 
 
 @dataclass
 class _Row:
     request: GenerationRequest
+    sampler: RowSampler
+    detokenizer: Detokenizer
     generated: list[int] = field(default_factory=list)
     sent: int = 0  # characters already streamed
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+    scored_prompt: list[TokenLogprob | None] | None = None
     done: bool = False
-    generator: torch.Generator | None = None
 
 
 @dataclass
@@ -68,11 +81,10 @@ class TransformersEngine:
         self.model_id = model_id
         config = self.loaded.model.config
         self.context_length = int(getattr(config, "max_position_embeddings", 2048) or 2048)
+        self.vocab_size = int(self.loaded.model.get_output_embeddings().weight.shape[0])
         eos = self.loaded.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {i for i in [*eos_ids, self.tokenizer.eos_token_id] if i is not None}
-        import inspect
-
         parameters = inspect.signature(self.loaded.model.forward).parameters
         # transformers 5 renamed `past_key_values` to `cache`; support both.
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
@@ -81,17 +93,38 @@ class TransformersEngine:
         self.decode_chunk = decode_chunk
         self._queue: queue.Queue[GenerationRequest] = queue.Queue()
         self._closing = threading.Event()
-        self._stats = {"batches": 0, "max_batch_size_seen": 0, "requests": 0, "generated_tokens": 0}
+        self._stats = {
+            "batches": 0,
+            "max_batch_size_seen": 0,
+            "requests": 0,
+            "generated_tokens": 0,
+            "failed_requests": 0,
+        }
         self._thread = threading.Thread(target=self._work, name="openrecipe-engine", daemon=True)
         self._thread.start()
 
     # -- encoding --------------------------------------------------------------------------------
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        text = render_chat(self.tokenizer, messages)
-        return self.tokenizer(text, add_special_tokens=not getattr(self.tokenizer, "chat_template", None))["input_ids"]
+    def encode_chat(self, messages: list[dict[str, Any]], *, parse_control_tokens: bool = False) -> list[int]:
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        prefix = [] if has_template else self.tokenizer("", add_special_tokens=True)["input_ids"]
+        if parse_control_tokens:
+            text = render_chat(self.tokenizer, messages)
+            return prefix + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return prefix + encode_chat_content_as_text(
+            messages,
+            render=lambda masked: render_chat(self.tokenizer, masked),
+            tokenize_markup=lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"],
+            tokenize_text=lambda text: self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)[
+                "input_ids"
+            ],
+        )
 
     def encode_text(self, text: str) -> list[int]:
-        return self.tokenizer(text)["input_ids"]
+        """A completions prompt is text: control-token strings in it are not control tokens."""
+        return self.tokenizer(text, split_special_tokens=True)["input_ids"]
+
+    def decode_text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def submit(self, request: GenerationRequest) -> None:
         self._queue.put(request)
@@ -107,40 +140,79 @@ class TransformersEngine:
     def _work(self) -> None:
         live: collections.deque[_Batch] = collections.deque()
         while not self._closing.is_set():
-            waiting: list[GenerationRequest] = []
-            try:
-                if not live:
-                    waiting.append(self._queue.get(timeout=0.1))
-                    time.sleep(0.005)  # let near-simultaneous requests join the same batch
-                while len(waiting) < self.max_batch_size:
-                    waiting.append(self._queue.get_nowait())
-            except queue.Empty:
-                pass
-            waiting = [r for r in waiting if not r.cancelled.is_set() or self._finish_cancelled(r)]
-            current: _Batch | None = None
-            try:
-                if waiting:
-                    fresh = self._prefill(waiting)
-                    target = next((b for b in live if self._mergeable(b, fresh)), None)
-                    if target is not None:
-                        self._merge_into(target, fresh)  # continuous batching: join the running batch
-                    else:
-                        live.append(fresh)
-                if live:
-                    current = live.popleft()
+            waiting = self._take_waiting(block=not live)
+            for fresh in self._prefill_contained(waiting):
+                self._place(live, fresh)
+            if live:
+                current = live.popleft()
+                try:
                     if self._decode(current):
                         live.append(current)
-            except Exception as error:  # a broken batch fails its own requests, never the server
-                batches = [*live, *([current] if current is not None else [])]
-                pending = {id(r.request): r.request for b in batches for r in b.rows if not r.done}
-                pending.update({id(r): r for r in waiting})
-                for request in pending.values():
-                    request.emit(Failed(f"generation failed: {type(error).__name__}: {error}"))
-                live.clear()
+                except Exception as error:  # a broken step fails its own batch, never the server
+                    log.exception("decode step failed")
+                    self._fail_rows([row for row in current.rows if not row.done], error)
 
-    def _finish_cancelled(self, request: GenerationRequest) -> bool:
-        request.emit(Finished("cancelled", len(request.prompt_ids), 0))
-        return False
+    def _take_waiting(self, *, block: bool) -> list[GenerationRequest]:
+        waiting: list[GenerationRequest] = []
+        try:
+            if block:
+                waiting.append(self._queue.get(timeout=0.1))
+                time.sleep(0.005)  # let near-simultaneous requests join the same batch
+            while len(waiting) < self.max_batch_size:
+                waiting.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        fresh = []
+        for request in waiting:
+            if request.cancelled.is_set():
+                request.emit(Finished("cancelled", len(request.prompt_ids), 0))
+            else:
+                fresh.append(request)
+        return fresh
+
+    def _prefill_contained(self, requests: list[GenerationRequest]) -> list[_Batch]:
+        """Prefill together; if that fails, one by one, so only the request that breaks it fails."""
+        if not requests:
+            return []
+        scoring = [r for r in requests if r.prompt_logprobs]  # full logits: each scored alone, bounded memory
+        groups = [[r for r in requests if not r.prompt_logprobs]] + [[r] for r in scoring]
+        batches = []
+        for group in (g for g in groups if g):
+            try:
+                batches.append(self._prefill(group))
+            except Exception as error:
+                if len(group) == 1:
+                    log.warning("prefill failed for one request: %s", error)
+                    self._fail_requests(group, error)
+                    continue
+                for request in group:
+                    try:
+                        batches.append(self._prefill([request]))
+                    except Exception as single_error:
+                        log.warning("prefill failed for one request: %s", single_error)
+                        self._fail_requests([request], single_error)
+        return batches
+
+    def _place(self, live: collections.deque[_Batch], fresh: _Batch) -> None:
+        target = next((b for b in live if self._mergeable(b, fresh)), None)
+        if target is None:
+            live.append(fresh)
+            return
+        try:
+            self._merge_into(target, fresh)  # continuous batching: join the running batch
+        except Exception:
+            log.exception("could not merge a new batch into a running one; running it on its own")
+            live.append(fresh)
+
+    def _fail_requests(self, requests: list[GenerationRequest], error: Exception) -> None:
+        self._stats["failed_requests"] += len(requests)
+        for request in requests:
+            request.emit(Failed(f"generation failed: {type(error).__name__}: {error}"))
+
+    def _fail_rows(self, rows: list[_Row], error: Exception) -> None:
+        for row in rows:
+            row.done = True
+        self._fail_requests([row.request for row in rows], error)
 
     @torch.inference_mode()
     def _prefill(self, requests: list[GenerationRequest]) -> _Batch:
@@ -148,6 +220,7 @@ class TransformersEngine:
 
         device = self.loaded.device
         length = max(len(r.prompt_ids) for r in requests)
+        assert length > 0, "the front end refuses empty prompts"
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(requests), length), pad, dtype=torch.long)
         attention = torch.zeros((len(requests), length), dtype=torch.long)
@@ -157,25 +230,30 @@ class TransformersEngine:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
+        score_prompt = any(r.prompt_logprobs for r in requests)
         logits = self.loaded.model(
             input_ids=ids,
             attention_mask=attention,
             position_ids=positions,
             use_cache=True,
             **{self._cache_arg: cache},
-            **self._keep_last,
-        ).logits[:, -1, :]
+            **({} if score_prompt else self._keep_last),
+        ).logits
         rows = []
-        for request in requests:
-            generator = None
-            if request.temperature > 0:
-                generator = torch.Generator(device=device)
-                generator.manual_seed(request.seed if request.seed is not None else torch.seed())
-            rows.append(_Row(request, generator=generator))
+        for index, request in enumerate(requests):
+            row = _Row(request, RowSampler.for_request(request, device), Detokenizer(self.tokenizer))
+            if request.prompt_logprobs:
+                row.scored_prompt = prompt_logprobs(
+                    self.tokenizer,
+                    logits[index, length - len(request.prompt_ids) :],
+                    request.prompt_ids,
+                    request.logprobs or 0,
+                )
+            rows.append(row)
         self._stats["batches"] += 1
         self._stats["requests"] += len(requests)
         self._stats["max_batch_size_seen"] = max(self._stats["max_batch_size_seen"], len(requests))
-        return _Batch(rows, cache, attention, positions[:, -1:], logits)
+        return _Batch(rows, cache, attention, positions[:, -1:], logits[:, -1, :])
 
     def _prune(self, batch: _Batch) -> None:
         """Drop finished rows so their slots can be reused."""
@@ -202,46 +280,43 @@ class TransformersEngine:
         pad = torch.nn.functional.pad
         length = max(live.attention.shape[1], fresh.attention.shape[1])
         grow_live, grow_fresh = length - live.attention.shape[1], length - fresh.attention.shape[1]
-        for mine, theirs in zip(live.cache.layers, fresh.cache.layers, strict=True):
-            mine.keys = torch.cat([pad(mine.keys, (0, 0, grow_live, 0)), pad(theirs.keys, (0, 0, grow_fresh, 0))])
-            mine.values = torch.cat([pad(mine.values, (0, 0, grow_live, 0)), pad(theirs.values, (0, 0, grow_fresh, 0))])
+        merged = [  # computed in full before anything is assigned, so a failure leaves `live` intact
+            (
+                torch.cat([pad(mine.keys, (0, 0, grow_live, 0)), pad(theirs.keys, (0, 0, grow_fresh, 0))]),
+                torch.cat([pad(mine.values, (0, 0, grow_live, 0)), pad(theirs.values, (0, 0, grow_fresh, 0))]),
+            )
+            for mine, theirs in zip(live.cache.layers, fresh.cache.layers, strict=True)
+        ]
+        for layer, (keys, values) in zip(live.cache.layers, merged, strict=True):
+            layer.keys, layer.values = keys, values
         live.attention = torch.cat([pad(live.attention, (grow_live, 0)), pad(fresh.attention, (grow_fresh, 0))])
         live.positions = torch.cat([live.positions, fresh.positions])
         live.next_logits = torch.cat([live.next_logits, fresh.next_logits])
         live.rows += fresh.rows
         self._stats["max_batch_size_seen"] = max(self._stats["max_batch_size_seen"], len(live.rows))
 
-    def _pick(self, row: _Row, logits: torch.Tensor) -> int:
-        request = row.request
-        if request.temperature <= 0:
-            return int(logits.argmax())
-        probs = torch.softmax(logits.float() / request.temperature, dim=-1)
-        if request.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            keep = sorted_probs.cumsum(-1) - sorted_probs < request.top_p
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-        return int(torch.multinomial(probs, 1, generator=row.generator))
-
     @torch.inference_mode()
     def _decode(self, batch: _Batch) -> bool:
         """Decode up to `decode_chunk` tokens for every row; return whether the batch has live rows."""
+        pad = self.tokenizer.pad_token_id or 0
         for _ in range(self.decode_chunk):
             next_ids = []
             for index, row in enumerate(batch.rows):
-                if row.done:
-                    next_ids.append(self.tokenizer.pad_token_id or 0)
-                    continue
-                if row.request.cancelled.is_set():
+                if not row.done and row.request.cancelled.is_set():
                     self._finish(row, "cancelled")
-                    next_ids.append(self.tokenizer.pad_token_id or 0)
+                if row.done:
+                    next_ids.append(pad)
                     continue
-                token = self._pick(row, batch.next_logits[index])
+                try:
+                    token = self._step_row(row, batch.next_logits[index])
+                except Exception as error:  # this row's settings broke sampling: it fails alone
+                    log.warning("sampling failed for one request: %s", error)
+                    self._fail_rows([row], error)
+                    token = pad
                 next_ids.append(token)
-                self._advance(row, token)
             if all(row.done for row in batch.rows):
                 return False
-            device = self.loaded.device
-            step = torch.tensor(next_ids, device=device).unsqueeze(-1)
+            step = torch.tensor(next_ids, device=self.loaded.device).unsqueeze(-1)
             batch.attention = torch.cat([batch.attention, torch.ones_like(step)], dim=-1)
             batch.positions = batch.positions + 1
             batch.next_logits = self.loaded.model(
@@ -253,42 +328,47 @@ class TransformersEngine:
             ).logits[:, -1, :]
         return True
 
+    def _step_row(self, row: _Row, logits: torch.Tensor) -> int:
+        token = row.sampler.pick(logits)
+        if row.request.logprobs is not None:
+            row.pending_logprobs.append(token_logprob(self.tokenizer, logits, token, row.request.logprobs))
+        self._advance(row, token)
+        return token
+
     def _advance(self, row: _Row, token: int) -> None:
         request = row.request
         if token in self.stop_ids:
-            self._flush(row, final=True)
+            self._send(row, apply_stops(row.detokenizer.text, request.stops)[0], final=True)
             self._finish(row, "stop")
             return
         row.generated.append(token)
+        row.sampler.record(token)
         self._stats["generated_tokens"] += 1
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
+        text = row.detokenizer.add(token)
         cut, stopped = apply_stops(text, request.stops)
         if stopped:
-            self._send(row, cut)
+            self._send(row, cut, final=True)
             self._finish(row, "stop")
             return
         if (
             len(row.generated) >= request.max_tokens
             or len(request.prompt_ids) + len(row.generated) >= self.context_length
         ):
-            self._send(row, text)
+            self._send(row, text, final=True)
             self._finish(row, "length")
             return
-        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            self._send(row, text[: len(text) - held_back(text, request.stops)])
+        self._send(row, text[: len(text) - held_back(text, request.stops)])
 
-    def _flush(self, row: _Row, final: bool) -> None:
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
-        self._send(row, apply_stops(text, row.request.stops)[0])
-
-    def _send(self, row: _Row, text: str) -> None:
-        if len(text) > row.sent:
-            row.request.emit(Delta(text[row.sent :]))
-            row.sent = len(text)
+    def _send(self, row: _Row, text: str, *, final: bool = False) -> None:
+        if len(text) > row.sent or (final and row.pending_logprobs):
+            row.request.emit(Delta(text[row.sent :], row.pending_logprobs or None))
+            row.sent = max(row.sent, len(text))
+            row.pending_logprobs = []
 
     def _finish(self, row: _Row, reason: str) -> None:
         row.done = True
-        row.request.emit(Finished(reason, len(row.request.prompt_ids), len(row.generated)))
+        request = row.request
+        request.emit(Finished(reason, len(request.prompt_ids), len(row.generated), row.scored_prompt))
 
 
 @ENGINES.register("transformers")

@@ -7,7 +7,8 @@ import queue
 import threading
 from typing import Any
 
-from openrecipe.serve.engines.base import Delta, Failed, Finished, GenerationRequest, apply_stops
+from openrecipe.errors import OpenRecipeError
+from openrecipe.serve.engines.base import ENGINES, Delta, Failed, Finished, GenerationRequest, apply_stops
 
 
 class VllmEngine:
@@ -22,16 +23,37 @@ class VllmEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.model_id = model_id
         self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
+        self.vocab_size = len(self.tokenizer)
         self._queue: queue.Queue[GenerationRequest] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True)
         self._closing = threading.Event()
         self._thread.start()
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    def encode_chat(self, messages: list[dict[str, Any]], *, parse_control_tokens: bool = False) -> list[int]:
+        from openrecipe.serve.engines.base import encode_chat_content_as_text
+
+        def render(items: list[dict[str, Any]]) -> str:
+            return self.tokenizer.apply_chat_template(items, add_generation_prompt=True, tokenize=False)
+
+        def markup(text: str) -> list[int]:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        if parse_control_tokens:
+            return markup(render(messages))
+        return encode_chat_content_as_text(
+            messages,
+            render=render,
+            tokenize_markup=markup,
+            tokenize_text=lambda text: self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)[
+                "input_ids"
+            ],
+        )
 
     def encode_text(self, text: str) -> list[int]:
-        return self.tokenizer(text)["input_ids"]
+        return self.tokenizer(text, split_special_tokens=True)["input_ids"]
+
+    def decode_text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
 
     def submit(self, request: GenerationRequest) -> None:
         self._queue.put(request)
@@ -56,6 +78,9 @@ class VllmEngine:
                         temperature=r.temperature,
                         top_p=r.top_p,
                         seed=r.seed,
+                        presence_penalty=r.presence_penalty,
+                        frequency_penalty=r.frequency_penalty,
+                        logprobs=r.logprobs,
                         stop=r.stops or None,
                     )
                     for r in batch
@@ -79,3 +104,12 @@ class VllmEngine:
 
     def close(self) -> None:
         self._closing.set()
+
+
+@ENGINES.register("vllm")
+def vllm_engine(model: str, **options: Any) -> VllmEngine:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise OpenRecipeError("the vllm engine needs vLLM and a GPU", fix="pip install 'openrecipe[vllm]'") from None
+    return VllmEngine(model, **options)

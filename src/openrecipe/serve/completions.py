@@ -1,0 +1,287 @@
+"""One API request's generations: submit them, watch the client, and answer whole or as a stream.
+
+A request becomes one generation per (prompt, n) pair; their events share one queue tagged with the
+choice index. A client that goes away cancels every generation of its request, streaming or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from openrecipe.serve.config import ServeSettings
+from openrecipe.serve.engines.base import Delta, Engine, Finished, GenerationRequest, TokenLogprob
+from openrecipe.serve.errors import ApiError
+from openrecipe.serve.protocol import SamplingFields
+
+_CLIENT_GONE = object()
+
+
+@dataclass
+class Prompt:
+    ids: list[int]
+    echo: str = ""  # text put before the reply (completions with echo)
+
+
+@dataclass
+class _Choice:
+    index: int
+    prompt: Prompt
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finished: Finished | None = None
+
+
+class Generation:
+    """The generations of one request and the queue their events arrive on."""
+
+    def __init__(
+        self, settings: ServeSettings, engine: Engine, body: SamplingFields, prompts: list[Prompt], *, chat: bool
+    ):
+        self.settings, self.engine, self.body, self.chat = settings, engine, body, chat
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.deadline = self.loop.time() + settings.request_timeout_s
+        self.created = int(time.time())
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        max_tokens = self._max_tokens(prompts)
+        self.choices: list[_Choice] = []
+        self.requests: list[GenerationRequest] = []
+        for prompt in prompts:
+            for sample in range(body.n):
+                index = len(self.choices)
+                self.choices.append(_Choice(index, prompt))
+                self.requests.append(self._request(prompt, max_tokens, index, sample))
+
+    def _max_tokens(self, prompts: list[Prompt]) -> int:
+        requested = self.body.requested_max_tokens()
+        cap = self.settings.max_tokens_cap
+        if requested is not None and requested > cap:
+            raise ApiError(
+                400,
+                f"max_tokens is {requested}; this server allows at most {cap}",
+                param="max_tokens",
+                code="max_tokens_too_large",
+            )
+        context = self.engine.context_length
+        longest = max(len(p.ids) for p in prompts)
+        if longest + (requested or 1) > context:
+            raise ApiError(
+                400,
+                f"this model's maximum context length is {context} tokens; the prompt has {longest} and "
+                f"{requested or 1} more were requested",
+                param="messages" if self.chat else "prompt",
+                code="context_length_exceeded",
+            )
+        return min(requested or self.settings.default_max_tokens, context - longest)
+
+    def _request(self, prompt: Prompt, max_tokens: int, index: int, sample: int) -> GenerationRequest:
+        body = self.body
+        seed = body.request_seed()
+        return GenerationRequest(
+            prompt_ids=prompt.ids,
+            max_tokens=max_tokens,
+            emit=lambda event: self.loop.call_soon_threadsafe(self.events.put_nowait, (index, event)),
+            temperature=body.sampling_temperature(),
+            top_p=body.top_p,
+            seed=None if seed is None else (seed + sample) % 2**64,  # n samples differ, yet each is reproducible
+            stops=body.stops(),
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            logprobs=body.top_logprobs_count(),
+            prompt_logprobs=bool(getattr(body, "echo", False)) and body.top_logprobs_count() is not None,
+        )
+
+    def submit(self) -> None:
+        for request in self.requests:
+            self.engine.submit(request)
+
+    def cancel(self) -> None:
+        for request in self.requests:
+            request.cancelled.set()
+
+    async def next_event(self) -> tuple[int, Any]:
+        remaining = self.deadline - self.loop.time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(self.events.get(), timeout=remaining)
+        except TimeoutError:
+            self.cancel()
+            raise ApiError(
+                504,
+                f"generation took longer than {self.settings.request_timeout_s:g} s",
+                type_="timeout_error",
+                code="timeout",
+            ) from None
+
+    def usage(self) -> dict[str, int]:
+        prompt_tokens = sum(len(p.ids) for p in {id(c.prompt): c.prompt for c in self.choices}.values())
+        completion = sum(c.finished.completion_tokens for c in self.choices if c.finished)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
+
+
+async def answer(request: Request, generation: Generation) -> Any:
+    """Submit, then reply with one JSON body or an event stream."""
+    generation.submit()
+    if generation.body.stream:
+        return StreamingResponse(
+            _stream(request, generation), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    watcher = asyncio.ensure_future(_watch_disconnect(request, generation))
+    try:
+        pending = len(generation.choices)
+        while pending:
+            index, event = await generation.next_event()
+            if index is _CLIENT_GONE:
+                raise ApiError(499, "client disconnected", code="client_closed")
+            choice = generation.choices[index]
+            if isinstance(event, Delta):
+                choice.text += event.text
+                choice.logprobs += event.logprobs or []
+            elif isinstance(event, Finished):
+                choice.finished = event
+                pending -= 1
+            else:
+                raise ApiError(500, event.message, type_="server_error", code="generation_failed")
+    finally:
+        watcher.cancel()
+        generation.cancel()  # no-op for finished generations; stops siblings of a failed one
+    usage = generation.usage()
+    request.state.usage = usage
+    return {
+        "id": generation.id,
+        "object": "chat.completion" if generation.chat else "text_completion",
+        "created": generation.created,
+        "model": generation.engine.model_id,
+        "choices": [_whole_choice(generation, choice) for choice in generation.choices],
+        "usage": usage,
+    }
+
+
+async def _watch_disconnect(request: Request, generation: Generation) -> None:
+    """The body is already read, so the next ASGI message is the client leaving: cancel its generations."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            generation.cancel()
+            generation.events.put_nowait((_CLIENT_GONE, None))
+            return
+
+
+def _whole_choice(generation: Generation, choice: _Choice) -> dict[str, Any]:
+    finished = choice.finished
+    assert finished is not None
+    wants_logprobs = generation.body.top_logprobs_count() is not None
+    out: dict[str, Any] = {"index": choice.index, "finish_reason": finished.reason}
+    if generation.chat:
+        out["message"] = {"role": "assistant", "content": choice.text}
+        out["logprobs"] = (
+            {"content": [_chat_logprob(t) for t in choice.logprobs], "refusal": None} if wants_logprobs else None
+        )
+    else:
+        out["text"] = choice.prompt.echo + choice.text
+        scored = (finished.prompt_logprobs or []) + choice.logprobs
+        out["logprobs"] = _completion_logprobs(scored) if wants_logprobs else None
+    return out
+
+
+def _chat_logprob(token: TokenLogprob) -> dict[str, Any]:
+    return {
+        "token": token.token,
+        "logprob": token.logprob,
+        "bytes": list(token.token.encode()),
+        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in token.top],
+    }
+
+
+def _completion_logprobs(tokens: list[TokenLogprob]) -> dict[str, Any]:
+    offsets, position = [], 0
+    for token in tokens:
+        offsets.append(position)
+        position += len(token.token)
+    return {
+        "tokens": [t.token for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [dict(t.top) if t.logprob is not None else None for t in tokens],
+        "text_offset": offsets,
+    }
+
+
+async def _stream(request: Request, generation: Generation) -> AsyncIterator[str]:
+    chat = generation.chat
+
+    def chunk(
+        index: int | None, delta: dict[str, Any] | None, text: str, reason: str | None, logprobs=None, usage=None
+    ) -> str:
+        payload: dict[str, Any] = {
+            "id": generation.id,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": generation.created,
+            "model": generation.engine.model_id,
+            "choices": [],
+        }
+        if index is not None:
+            choice: dict[str, Any] = {"index": index, "finish_reason": reason, "logprobs": logprobs}
+            if chat:
+                choice["delta"] = delta or {}
+            else:
+                choice["text"] = text
+            payload["choices"] = [choice]
+        if usage is not None:
+            payload["usage"] = usage
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    wants_logprobs = generation.body.top_logprobs_count() is not None
+    try:
+        for choice in generation.choices:
+            if chat:
+                yield chunk(choice.index, {"role": "assistant", "content": ""}, "", None)
+            elif choice.prompt.echo:
+                yield chunk(choice.index, None, choice.prompt.echo, None)
+        pending = len(generation.choices)
+        while pending:
+            try:
+                index, event = await generation.next_event()
+            except ApiError as error:
+                yield error.sse()
+                return
+            if isinstance(event, Delta):
+                logprobs = None
+                if wants_logprobs:
+                    tokens = event.logprobs or []
+                    logprobs = (
+                        {"content": [_chat_logprob(t) for t in tokens], "refusal": None}
+                        if chat
+                        else _completion_logprobs(tokens)
+                    )
+                yield chunk(index, {"content": event.text}, event.text, None, logprobs)
+            elif isinstance(event, Finished):
+                generation.choices[index].finished = event
+                pending -= 1
+                yield chunk(index, {}, "", event.reason)
+            else:
+                yield ApiError(500, event.message, type_="server_error", code="generation_failed").sse()
+                return
+        usage = generation.usage()
+        request.state.usage = usage
+        options = generation.body.stream_options
+        if options is not None and options.include_usage:
+            yield chunk(None, None, "", None, usage=usage)
+        yield "data: [DONE]\n\n"
+    finally:
+        # Reached on normal end, on error, and when the client goes away mid-stream (the generator is
+        # closed): the engine stops working on this request.
+        generation.cancel()
