@@ -48,7 +48,7 @@ def quantize(
     out: Path = typer.Option(..., "--out", "-o"),
     method: str = typer.Option("int8", "--method", help="int8 (per-group), int8_row (faster CPU decode) or int4."),
 ) -> None:
-    from openrecipe.merge.mergekit_merge import materialize
+    from openrecipe.models.materialize import materialize
     from openrecipe.quantize.torchao_backend import quantize_folder
 
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def export(
 
     from openrecipe.export.gguf_export import export_gguf
     from openrecipe.export.ollama import write_modelfile
-    from openrecipe.merge.mergekit_merge import materialize
+    from openrecipe.models.materialize import materialize
 
     out.mkdir(parents=True, exist_ok=True)
     folder = materialize(model, out)

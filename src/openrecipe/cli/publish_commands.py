@@ -1,16 +1,16 @@
-"""`publish`, `reproduce`, and background runs: `jobs`, `logs`, `stop`."""
+"""`publish` and `reproduce`: a finished run as a bundle, and a bundle re-run and verified."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+# Moved to jobs_commands; kept importable here until openrecipe.ui.jobs imports them from there.
+from openrecipe.cli.jobs_commands import _alive, start_detached  # noqa: F401
 
 console = Console()
 
@@ -20,9 +20,6 @@ def register(app: typer.Typer) -> None:
         publish
     )
     app.command(help="Re-run a bundle and verify data, weights and metrics; exit 0 only if all match.")(reproduce)
-    app.command(help="List background runs started with `run --detach`.")(jobs)
-    app.command(help="Show a run's log (-f to follow).")(logs)
-    app.command(help="Stop a background run; training saves a checkpoint first.")(stop)
 
 
 def publish(
@@ -52,7 +49,7 @@ def reproduce(
 ) -> None:
     from openrecipe.publish.reproduce import reproduce as run_checks
 
-    checks = run_checks(bundle, out, console)
+    checks = run_checks(bundle, out, _run_bundle)
     table = Table(title="reproduction")
     table.add_column("check")
     table.add_column("result")
@@ -64,103 +61,10 @@ def reproduce(
         raise typer.Exit(1)
 
 
-def _registry() -> Path:
-    from openrecipe.utils.fs import openrecipe_home
+def _run_bundle(bundle: Path, out: Path) -> dict[str, Any]:
+    """A bundle's recipe is confined to the bundle: no absolute paths, no `..`, no reads through links."""
+    from openrecipe.recipe.runner import run_recipe
+    from openrecipe.recipe.schema import load_recipe
 
-    return openrecipe_home() / "jobs.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished, not yet reaped) is not running
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def start_detached(argv: list[str], run_dir: Path) -> int:
-    """Run `openrecipe run ...` in a new session so it survives the terminal closing."""
-    import subprocess
-    import sys
-
-    from openrecipe.utils.fs import atomic_write_json
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / "run.log", "ab")  # noqa: SIM115 (handed to the child)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "openrecipe", *argv],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "COLUMNS": "100"},
-    )
-    job = {"pid": process.pid, "run_dir": str(run_dir.resolve()), "started": time.time(), "argv": argv}
-    atomic_write_json(run_dir / "job.json", job)
-    registry = _registry()
-    known = json.loads(registry.read_text()) if registry.is_file() else []
-    atomic_write_json(registry, [j for j in known if j["run_dir"] != job["run_dir"]] + [job])
-    return process.pid
-
-
-def jobs() -> None:
-    registry = _registry()
-    known = json.loads(registry.read_text()) if registry.is_file() else []
-    table = Table(title="background runs")
-    for column in ("run dir", "pid", "state", "started"):
-        table.add_column(column)
-    for job in known:
-        state = "running" if _alive(job["pid"]) else _final_state(Path(job["run_dir"]))
-        table.add_row(
-            job["run_dir"],
-            str(job["pid"]),
-            state,
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(job["started"])),
-        )
-    console.print(table)
-
-
-def _final_state(run_dir: Path) -> str:
-    report = run_dir / "report.json"
-    return json.loads(report.read_text()).get("status", "?") if report.is_file() else "exited"
-
-
-def logs(run_dir: Path = typer.Argument(...), follow: bool = typer.Option(False, "-f", "--follow")) -> None:
-    from openrecipe.errors import OpenRecipeError
-
-    log = run_dir / "run.log"
-    if not log.is_file():
-        raise OpenRecipeError(f"{log} does not exist", fix="only runs started with --detach write run.log")
-    with open(log, encoding="utf-8", errors="replace") as handle:
-        print(handle.read(), end="")
-        job = json.loads((run_dir / "job.json").read_text()) if (run_dir / "job.json").is_file() else None
-        while follow and job and _alive(job["pid"]):
-            chunk = handle.read()
-            if chunk:
-                print(chunk, end="", flush=True)
-            else:
-                time.sleep(0.5)
-        print(handle.read(), end="")
-
-
-def stop(run_dir: Path = typer.Argument(...), wait: float = typer.Option(120.0, "--wait")) -> None:
-    from openrecipe.errors import OpenRecipeError
-
-    job_path = run_dir / "job.json"
-    if not job_path.is_file():
-        raise OpenRecipeError(f"no background job in {run_dir}", fix="see `openrecipe jobs`")
-    pid = json.loads(job_path.read_text())["pid"]
-    if not _alive(pid):
-        console.print("not running")
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.time() + wait
-    while time.time() < deadline and _alive(pid):
-        time.sleep(0.2)
-    console.print("stopped (re-run the same command to resume)" if not _alive(pid) else f"still running (pid {pid})")
+    recipe = load_recipe(bundle / "recipe.yaml", confined=True)
+    return run_recipe(recipe, out, recipe_dir=bundle.resolve(), console=console, options={"confined": True})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +14,10 @@ import yaml
 from pydantic import Field, model_validator
 
 from openrecipe.config.base import StrictModel
+from openrecipe.config.references import DefaultRef, HubRef, ModelSpec, PathRef, TrainableModelReference
 from openrecipe.errors import OpenRecipeError
+from openrecipe.models.materialize import materialize
+from openrecipe.models.refs import ModelRef, resolve_model_ref
 from openrecipe.utils.fs import atomic_directory
 
 MergeMethod = Literal["linear", "slerp", "ties", "dare_ties", "task_arithmetic"]
@@ -21,14 +25,16 @@ NEEDS_BASE = {"slerp", "ties", "dare_ties", "task_arithmetic"}
 
 
 class MergeInput(StrictModel):
-    model: str
+    model: TrainableModelReference
     weight: float = 1.0
     density: float | None = Field(None, gt=0, le=1, description="ties/dare_ties: share of each delta kept")
 
 
 class MergeSettings(StrictModel):
     method: MergeMethod = "linear"
-    base: str | None = Field(None, description="Base model (required for slerp, ties, dare_ties, task_arithmetic)")
+    base: TrainableModelReference | None = Field(
+        None, description="Base model (required for slerp, ties, dare_ties, task_arithmetic)"
+    )
     models: list[MergeInput] = Field(min_length=1)
     t: float = Field(0.5, ge=0, le=1, description="slerp interpolation factor")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -44,21 +50,11 @@ class MergeSettings(StrictModel):
         return self
 
 
-def materialize(reference: str, workdir: Path) -> Path:
-    """A plain HF folder for any reference: adapters are merged into their base with PEFT."""
-    from openrecipe.models.loading import load_model, model_source_path
-    from openrecipe.models.refs import resolve_model_ref
-
-    ref = resolve_model_ref(reference)
-    if ref.kind in ("default", "hf_folder"):
-        return model_source_path(ref)  # type: ignore[return-value]
-    loaded = load_model(ref, device="cpu", dtype="float32", merge_adapter=True)
-    if getattr(loaded.model, "hf_quantizer", None) is not None:
-        loaded.model.hf_quantizer.remove_quantization_config(loaded.model)
-    target = workdir / f"model-{len(list(workdir.iterdir()))}"
-    loaded.model.save_pretrained(str(target))
-    loaded.tokenizer.save_pretrained(str(target))
-    return target
+def resolve_outside_recipe(reference: ModelSpec) -> ModelRef:
+    """Outside a recipe (the CLI), paths are relative to the working folder and there is no `base`."""
+    if isinstance(reference, DefaultRef | HubRef | PathRef):
+        return resolve_model_ref(str(reference))
+    raise OpenRecipeError(f"{reference} only means something inside a recipe", fix="pass a path or a hub id")
 
 
 def preflight(folders: list[Path]) -> None:
@@ -137,15 +133,17 @@ def _layers(folder: Path) -> int:
     return int(json.loads((folder / "config.json").read_text())["num_hidden_layers"])
 
 
-def run_merge(settings: MergeSettings, out: Path) -> dict[str, Any]:
+def run_merge(
+    settings: MergeSettings, out: Path, resolve: Callable[[ModelSpec], ModelRef] = resolve_outside_recipe
+) -> dict[str, Any]:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions
     from mergekit.merge import run_merge as mergekit_run
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        base = materialize(settings.base, workdir) if settings.base else None
-        inputs = [(spec, materialize(spec.model, workdir)) for spec in settings.models]
+        base = materialize(resolve(settings.base), workdir) if settings.base else None
+        inputs = [(spec, materialize(resolve(spec.model), workdir)) for spec in settings.models]
         folders = ([base] if base else []) + [path for _, path in inputs]
         preflight(folders)
         config = _mergekit_config(settings, base, inputs)
@@ -163,4 +161,8 @@ def run_merge(settings: MergeSettings, out: Path) -> dict[str, Any]:
             for name in ("chat_template.jinja", "tokenizer_config.json", "tokenizer.json", "openrecipe.json"):
                 if (tokenizer_source / name).is_file():
                     (target / name).write_bytes((tokenizer_source / name).read_bytes())
-    return {"method": settings.method, "inputs": [s.model for s in settings.models], "base": settings.base}
+    return {
+        "method": settings.method,
+        "inputs": [str(s.model) for s in settings.models],
+        "base": str(settings.base) if settings.base else None,
+    }

@@ -64,8 +64,11 @@ def _folder_ref(name: str, path: Path) -> ModelRef:
     )
 
 
-def resolve_model_ref(name: str) -> ModelRef:
-    """Resolve `default`, a local folder, a `.gguf` file, a PEFT adapter folder, or a hub id."""
+def resolve_model_ref(name: str | ModelRef) -> ModelRef:
+    """Resolve `default`, a local folder, a `.gguf` file, a PEFT adapter folder, or a hub id
+    (a `ModelRef` is already resolved and comes back as it is)."""
+    if isinstance(name, ModelRef):
+        return name
     name = str(name).strip()
     if not name:
         raise OpenRecipeError("empty model reference", fix="pass 'default', a folder, a .gguf file or a hub id")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.utils.hashing import cached_sha256_file, sha256_file, sha256_json, sha256_tree
-from openrecipe.utils.walk import iter_strings
 
 KEY_PACKAGES = (
     "openrecipe",
@@ -80,17 +79,6 @@ def platform_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
     }
-
-
-def input_files(value: Any, resolve) -> list[Path]:
-    """Every string in a stage config that names an existing local file or folder."""
-    found: list[Path] = []
-    for text in iter_strings(value):
-        if text and not text.startswith("stage:") and len(text) < 4096:
-            path = resolve(text)
-            if path.exists() and (path.is_file() or any(path.iterdir())):
-                found.append(path)
-    return found
 
 
 def hash_path(path: Path) -> str | dict[str, str]:

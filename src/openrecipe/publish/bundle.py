@@ -3,15 +3,19 @@ weights and GGUF — plus SHA256SUMS, so any later change to any file is detecte
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from openrecipe.config.references import HubRef, PathRef, iter_references, resolve_location
 from openrecipe.errors import OpenRecipeError
 from openrecipe.provenance.manifest import all_distributions
+from openrecipe.provenance.records import REPORT, RunRecord, summarize
 from openrecipe.utils.fs import atomic_directory
 from openrecipe.utils.hashing import sha256_file
 
@@ -19,76 +23,68 @@ CHECKSUMS = "SHA256SUMS"
 TRAINING_LOGS = ("metrics.jsonl", "loss.png", "probes.json", "report.json", "report.md")
 
 
-def _load(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    for name in ("manifest.json", "report.json"):
+def _load(run_dir: Path) -> tuple[dict[str, Any], RunRecord]:
+    for name in ("manifest.json", REPORT):
         if not (run_dir / name).is_file():
             raise OpenRecipeError(
                 f"{run_dir} has no {name}", fix="publish a folder written by `openrecipe run` that finished"
             )
-    report = json.loads((run_dir / "report.json").read_text())
-    if report.get("status") != "ok":
+    run = RunRecord.load(run_dir)
+    if run.status != "ok":
         raise OpenRecipeError(
-            f"the run in {run_dir} did not finish (status: {report.get('status')})",
+            f"the run in {run_dir} did not finish (status: {run.status})",
             fix="re-run it to completion first",
         )
-    return json.loads((run_dir / "manifest.json").read_text()), report
+    return json.loads((run_dir / "manifest.json").read_text()), run
 
 
 def _rewrite_inputs(recipe: dict[str, Any], recipe_dir: Path | None, data_dir: Path) -> dict[str, str]:
-    """Copy every local input named in the recipe into data/ and point the recipe at the copies."""
-    copied: dict[str, str] = {}
+    """Copy every local input the schema marks as a path into data/ and point the recipe at the copies;
+    ids, kinds, descriptions and prompts are never touched, whatever folders happen to exist."""
+    from openrecipe.recipe.schema import recipe_model
 
-    def place(text: str) -> str | None:
-        path = Path(text).expanduser()
-        if not path.is_absolute() and recipe_dir is not None:
-            path = recipe_dir / path
-        if not path.exists() or text.startswith("stage:"):
-            return None
+    typed = recipe_model().model_validate(recipe)
+    copied: dict[str, str] = {}
+    for loc, reference in iter_references(typed):
+        if not isinstance(reference, PathRef | HubRef):
+            continue
+        path = resolve_location(reference, recipe_dir)
+        if not isinstance(path, Path) or not path.exists():
+            continue
         key = str(path.resolve())
         if key not in copied:
             name = path.name
             while (data_dir / name).exists():
                 name = f"_{name}"
             if path.is_dir():
-                shutil.copytree(path, data_dir / name)
+                shutil.copytree(path, data_dir / name, symlinks=False)
             else:
                 shutil.copy2(path, data_dir / name)
             copied[key] = f"data/{name}"
-        return copied[key]
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: walk(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        if isinstance(node, str) and node not in ("base", "default") and len(node) < 4096:
-            return place(node) or node
-        return node
-
-    recipe.update(walk({k: v for k, v in recipe.items() if k != "name"}))
+        _set(recipe, loc, copied[key])
     return copied
 
 
-def _model_card(manifest: dict[str, Any], report: dict[str, Any], run_dir: Path) -> str:
+def _set(tree: Any, loc: tuple[str | int, ...], value: str) -> None:
+    for part in loc[:-1]:
+        tree = tree[part]
+    tree[loc[-1]] = value
+
+
+def _model_card(manifest: dict[str, Any], run: RunRecord, run_dir: Path) -> str:
     recipe = manifest["recipe"]
-    stages = {s["id"]: s for s in report["stages"]}
+    summary = summarize(run)
     metrics = []
-    for stage in stages.values():
-        board = stage.get("metrics", {}).get("leaderboard")
-        if board:
-            for row in board["rows"]:
-                for domain, cell in row["cells"].items():
-                    if "score" in cell:
-                        metrics.append(
-                            {
-                                "name": f"{row['variant']} {domain}",
-                                "type": "accuracy",
-                                "value": round(cell["score"], 4),
-                            }
-                        )
+    if summary.leaderboard:
+        for row in summary.leaderboard["rows"]:
+            for domain, cell in row["cells"].items():
+                if "score" in cell:
+                    metrics.append(
+                        {"name": f"{row['variant']} {domain}", "type": "accuracy", "value": round(cell["score"], 4)}
+                    )
     front = {
         "base_model": recipe.get("base_model", "default")
-        if recipe.get("base_model") != "default"
+        if recipe.get("base_model", "default") != "default"
         else "HuggingFaceTB/SmolLM2-135M-Instruct",
         "license": "apache-2.0",
         "library_name": "transformers",
@@ -112,16 +108,10 @@ def _model_card(manifest: dict[str, Any], report: dict[str, Any], run_dir: Path)
         "## What was done",
         "",
     ]
-    for stage in report["stages"]:
-        lines.append(f"- `{stage['id']}` ({stage['kind']}): {stage.get('status')}, {stage.get('seconds', 0):.0f} s")
+    for stage in summary.stages:
+        lines.append(f"- `{stage['id']}` ({stage['kind']}): {stage['status']}, {stage['seconds']:.0f} s")
     lines += ["", "## Data and cleaning", ""]
-    for stage in report["stages"]:
-        m = stage.get("metrics", {})
-        if "rows_in" in m:
-            lines.append(
-                f"- {stage['id']}: {m['rows_in']} rows in, {m['rows_out']} out; removed {m.get('removed', {})};"
-                f" PII replaced {m.get('modified', {})}"
-            )
+    lines += [f"- {line}" for line in summary.cleaning]
     lines += [
         "",
         "Input files (SHA-256) are listed in `manifest.json`; copies are in `data/`.",
@@ -129,13 +119,7 @@ def _model_card(manifest: dict[str, Any], report: dict[str, Any], run_dir: Path)
         "## Training",
         "",
     ]
-    for stage in report["stages"]:
-        m = stage.get("metrics", {})
-        if "train_seconds" in m:
-            lines.append(
-                f"- {stage['id']}: {m['steps']} steps, {m['train_seconds']:.0f} s, loss "
-                f"{m.get('first_loss', 0):.3f} → {m.get('final_loss', 0):.3f} ({m.get('stop_reason')})"
-            )
+    lines += [f"- {line}" for line in summary.training]
     if (run_dir / "report.md").is_file():
         lines += [
             "",
@@ -161,11 +145,14 @@ def _model_card(manifest: dict[str, Any], report: dict[str, Any], run_dir: Path)
 
 
 def publish(run_dir: Path, out: Path) -> dict[str, Any]:
-    manifest, report = _load(run_dir)
+    manifest, run = _load(run_dir)
     if out.exists() and any(out.iterdir()):
         raise OpenRecipeError(f"{out} already exists and is not empty", fix="choose a new --out folder")
-    recipe = dict(manifest["recipe"])
+    recipe = copy.deepcopy(manifest["recipe"])
     recipe_dir = Path(manifest["recipe_dir"]) if manifest.get("recipe_dir") else None
+    # A publish killed earlier left its temporary folder beside `out`: the same target, so ours to remove.
+    for stale in out.parent.glob(f".tmp-{out.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     with atomic_directory(out, overwrite=out.exists()) as tmp:
         (tmp / "data").mkdir()
         copied = _rewrite_inputs(recipe, recipe_dir, tmp / "data")
@@ -175,34 +162,33 @@ def publish(run_dir: Path, out: Path) -> dict[str, Any]:
         logs, reports = tmp / "logs", tmp / "report"
         logs.mkdir()
         reports.mkdir()
-        for stage in report["stages"]:
-            stage_dir = run_dir / stage["id"]
+        for stage in run.stages:
+            stage_dir = run_dir / stage.id
             for name in TRAINING_LOGS:
                 if (stage_dir / name).is_file():
-                    (logs / stage["id"]).mkdir(exist_ok=True)
-                    shutil.copy2(stage_dir / name, logs / stage["id"] / name)
-            artifacts = stage.get("artifacts", {})
-            if "data" in artifacts and stage["kind"] == "clean":
-                shutil.copy2(run_dir / artifacts["data"], tmp / "data" / f"cleaned-{stage['id']}.jsonl")
-            for name, path in artifacts.items():
-                source = run_dir / path
-                if name.startswith("gguf_") or name == "modelfile":
+                    (logs / stage.id).mkdir(exist_ok=True)
+                    shutil.copy2(stage_dir / name, logs / stage.id / name)
+            if "data" in stage.artifacts and stage.kind == "clean":
+                shutil.copy2(stage.path_of("data", run_dir), tmp / "data" / f"cleaned-{stage.id}.jsonl")
+            for name, artifact in stage.artifacts.items():
+                source = artifact.location(run_dir)
+                if artifact.kind == "gguf" or name == "modelfile":
                     (tmp / "gguf").mkdir(exist_ok=True)
                     shutil.copy2(source, tmp / "gguf" / source.name)
-        for name in ("report.json", "report.md", "report.html"):
+        for name in (REPORT, "report.md", "report.html"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, reports / name)
-        final = next((s for s in reversed(report["stages"]) if s["kind"] in ("sft", "cpt")), None)
-        if final and "model" in final.get("artifacts", {}):
-            shutil.copytree(run_dir / final["artifacts"]["model"], tmp / "model")
-        (tmp / "README.md").write_text(_model_card(manifest, report, run_dir), encoding="utf-8")
+        final = run.final_training_stage()
+        if final is not None:
+            shutil.copytree(final.path_of("model", run_dir), tmp / "model")
+        (tmp / "README.md").write_text(_model_card(manifest, run, run_dir), encoding="utf-8")
         sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*")) if p.is_file()]
         (tmp / CHECKSUMS).write_text("\n".join(sums) + "\n")
     return {
         "bundle": str(out),
         "files": len(sums),
         "inputs_copied": len(copied),
-        "final_stage": final["id"] if final else None,
+        "final_stage": final.id if final else None,
     }
 
 
@@ -211,11 +197,14 @@ def verify_bundle(bundle: Path) -> list[str]:
     sums_path = bundle / CHECKSUMS
     if not sums_path.is_file():
         raise OpenRecipeError(f"{bundle} has no {CHECKSUMS}", fix="pass a folder written by `openrecipe publish`")
+    problems = unsafe_entries(bundle)
     expected = {}
     for line in sums_path.read_text().splitlines():
         digest, _, name = line.partition("  ")
+        if not PathRef(name).is_confined:
+            problems.append(f"{name}: names a file outside the bundle")
+            continue
         expected[name] = digest
-    problems = []
     for name, digest in expected.items():
         path = bundle / name
         if not path.is_file():
@@ -227,6 +216,17 @@ def verify_bundle(bundle: Path) -> list[str]:
         if path.is_file() and name != CHECKSUMS and name not in expected:
             problems.append(f"{name}: added")
     return problems
+
+
+def unsafe_entries(bundle: Path) -> list[str]:
+    """Symbolic links (a bundle is plain files and folders: a link could lead a run outside it)."""
+    found = []
+    for root, folders, files in os.walk(bundle):
+        for name in folders + files:
+            path = Path(root) / name
+            if path.is_symlink():
+                found.append(f"{path.relative_to(bundle).as_posix()}: symbolic link (not allowed in a bundle)")
+    return found
 
 
 def push_to_hub(bundle: Path, repo: str) -> str:

@@ -1,27 +1,30 @@
 """`reproduce`: re-run a bundle's recipe from its own data and check that data, weights and evaluation
-metrics come out the same — a table of checks, each pass or fail."""
+metrics come out the same — a table of checks, each pass or fail.
+
+The run itself is handed in (`run_bundle`), so this module reads run records and never the runner."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from openrecipe.errors import OpenRecipeError
-from openrecipe.publish.bundle import verify_bundle
+from openrecipe.provenance.records import REPORT, RunRecord
+from openrecipe.publish.bundle import unsafe_entries, verify_bundle
 from openrecipe.utils.hashing import sha256_file, sha256_tree
 
+# (bundle folder, output folder) -> the finished run's report; it must read only inside the bundle.
+RunBundle = Callable[[Path, Path], dict[str, Any]]
 
-def _leaderboards(report: dict[str, Any]) -> dict[str, Any]:
-    return {s["id"]: s["metrics"]["leaderboard"] for s in report["stages"] if "leaderboard" in s.get("metrics", {})}
 
-
-def reproduce(bundle: Path, out: Path, console: Console) -> list[dict[str, Any]]:
-    from openrecipe.recipe.runner import run_recipe
-    from openrecipe.recipe.schema import load_recipe
-
+def reproduce(bundle: Path, out: Path, run_bundle: RunBundle) -> list[dict[str, Any]]:
+    unsafe = unsafe_entries(bundle)
+    if unsafe:
+        raise OpenRecipeError(f"{bundle} is not a safe bundle: {'; '.join(unsafe[:5])}", fix="re-publish it")
+    out = out.resolve()
+    if out == bundle.resolve() or out.is_relative_to(bundle.resolve()) or bundle.resolve().is_relative_to(out):
+        raise OpenRecipeError(f"--out {out} overlaps the bundle", fix="choose a folder outside the bundle")
     checks: list[dict[str, Any]] = []
     tampered = verify_bundle(bundle)
     checks.append(
@@ -33,36 +36,33 @@ def reproduce(bundle: Path, out: Path, console: Console) -> list[dict[str, Any]]
     )
     if tampered:
         return checks
-    recipe = load_recipe(bundle / "recipe.yaml")
-    report = run_recipe(recipe, out, recipe_dir=bundle, console=console)
-    original_stages = {s["id"]: s for s in json.loads((bundle / "report" / "report.json").read_text())["stages"]}
-    for stage in report["stages"]:
-        if stage["kind"] == "clean":
-            original = bundle / "data" / f"cleaned-{stage['id']}.jsonl"
-            same = original.is_file() and sha256_file(original) == sha256_file(out / stage["artifacts"]["data"])
+    rerun = RunRecord.from_json(run_bundle(bundle, out), out)
+    original = RunRecord.load_file(bundle / "report" / REPORT, bundle)
+    final = rerun.final_training_stage()
+    for stage in rerun.stages:
+        if stage.kind == "clean" and "data" in stage.artifacts:
+            published = bundle / "data" / f"cleaned-{stage.id}.jsonl"
+            same = published.is_file() and sha256_file(published) == sha256_file(stage.path_of("data", out))
             checks.append(
                 {
-                    "check": f"{stage['id']}: cleaned data identical",
+                    "check": f"{stage.id}: cleaned data identical",
                     "passed": same,
                     "detail": "same SHA-256" if same else "differs",
                 }
             )
-        if stage["kind"] in ("sft", "cpt") and stage["id"] == _final_training(report):
-            weights = {
-                k: v for k, v in sha256_tree(out / stage["artifacts"]["model"]).items() if k.endswith(".safetensors")
-            }
+        if final is not None and stage.id == final.id:
+            weights = {k: v for k, v in sha256_tree(stage.path_of("model", out)).items() if k.endswith(".safetensors")}
             published = {k: v for k, v in sha256_tree(bundle / "model").items() if k.endswith(".safetensors")}
             same = bool(weights) and weights == published
             checks.append(
                 {
-                    "check": f"{stage['id']}: final weights identical",
+                    "check": f"{stage.id}: final weights identical",
                     "passed": same,
                     "detail": "same SHA-256" if same else f"{len(weights)} files differ",
                 }
             )
-    before = _leaderboards({"stages": list(original_stages.values())})
-    after = _leaderboards(report)
-    for stage_id, board in before.items():
+    after = rerun.leaderboards()
+    for stage_id, board in original.leaderboards().items():
         same = after.get(stage_id) is not None and _scores(after[stage_id]) == _scores(board)
         checks.append(
             {
@@ -74,10 +74,6 @@ def reproduce(bundle: Path, out: Path, console: Console) -> list[dict[str, Any]]
     if len(checks) == 1:
         raise OpenRecipeError("the bundle's run has nothing to compare (no data, training or evaluation stages)")
     return checks
-
-
-def _final_training(report: dict[str, Any]) -> str | None:
-    return next((s["id"] for s in reversed(report["stages"]) if s["kind"] in ("sft", "cpt")), None)
 
 
 def _scores(board: dict[str, Any]) -> list[Any]:

@@ -1,8 +1,15 @@
-"""Run a recipe's stages in order, each into RUN_DIR/<stage id>/, with a report after every stage."""
+"""Run a recipe's stages in order, each into RUN_DIR/<stage id>/, with a report after every stage.
+
+A stage's record (RUN_DIR/<id>/.stage.json) is written last, after every artifact is in place, and holds
+each artifact's size and SHA-256: a stage is reused only when its key matches and every artifact is still
+the one recorded. Stages that cannot resume run in a temporary folder that replaces the old one on success.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -11,26 +18,24 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from openrecipe.config.references import HubRef, PathRef, resolve_location
 from openrecipe.errors import OpenRecipeError, RunInterrupted
-from openrecipe.provenance.manifest import (
-    code_version,
-    git_commit,
-    hash_path,
-    input_files,
-    package_versions,
-    platform_info,
+from openrecipe.provenance.manifest import code_version, git_commit, hash_path, package_versions, platform_info
+from openrecipe.provenance.records import (
+    REPORT,
+    ArtifactRecord,
+    RunRecord,
+    StageRecord,
+    artifact_sha256,
+    relative_to_run,
 )
 from openrecipe.recipe.schema import RecipeBase
-from openrecipe.stages.base import STAGE_KINDS, StageContext, StageResult
+from openrecipe.stages.base import FILE, GGUF, MODEL, STAGE_KINDS, StageConfig, StageContext, StageResult
 from openrecipe.utils.fs import atomic_write_json, atomic_write_text
 from openrecipe.utils.hashing import sha256_json
 
-
-def _relative(path: str, run_dir: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(run_dir.resolve()))
-    except ValueError:
-        return path
+STAGE_RECORD = ".stage.json"
+PARTIAL_PREFIX = ".partial-"
 
 
 def run_recipe(
@@ -43,29 +48,27 @@ def run_recipe(
 ) -> dict[str, Any]:
     """Execute every stage; return the report (also written to RUN_DIR/report.json)."""
     console = console or Console()
+    options = options or {}
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for name in remove_interrupted_writes(run_dir):
+        console.print(f"[yellow]removed {name}, left by an interrupted run[/yellow]")
     recipe_dump = recipe.model_dump(mode="json", exclude_none=True)
     atomic_write_text(
         run_dir / "recipe.resolved.yaml", yaml.safe_dump(recipe_dump, sort_keys=False, allow_unicode=True)
     )
-    report: dict[str, Any] = {
-        "recipe": recipe.name,
-        "run_dir": str(run_dir),
-        "status": "running",
-        "stages": [],
-    }
+    run = RunRecord(recipe=recipe.name, run_dir=run_dir)
     results: dict[str, StageResult] = {}
     keys: dict[str, str] = {}
     inputs: dict[str, Any] = {}
     started = time.perf_counter()
     common = recipe.model_dump(mode="json", exclude={"stages", "name", "description"})
+    base_files = _input_files(recipe.base_model, recipe_dir)
+    base_location = resolve_location(recipe.base_model, recipe_dir) if _is_location(recipe.base_model) else "default"
     for stage in recipe.stages:
         kind = STAGE_KINDS.get(stage.kind)
         stage_dir = run_dir / stage.id
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        files = input_files(stage.model_dump(mode="json"), lambda text: _resolve(text, recipe_dir))
-        files += input_files({"base": recipe.base_model}, lambda text: _resolve(text, recipe_dir))
+        files = _input_files(stage, recipe_dir) + base_files
         for path in files:
             inputs[str(path)] = hash_path(path)
         # A stage is skipped when its config, the recipe-wide settings, its input files, the code and
@@ -77,92 +80,88 @@ def run_recipe(
                 "code": code_version(),
                 "inputs": {_portable(path, recipe_dir): inputs[str(path)] for path in files},
                 "upstream": {ref: keys.get(ref) for ref in stage.stage_refs()},
-                "options": {k: v for k, v in (options or {}).items() if v},
+                "options": {k: v for k, v in options.items() if v},
             }
         )
-        cached = _cached_result(run_dir, stage_dir, keys[stage.id])
+        cached = _cached_record(run_dir, stage_dir, keys[stage.id])
         if cached is not None:
-            results[stage.id] = cached
-            report["stages"].append(
-                {
-                    "id": stage.id,
-                    "kind": stage.kind,
-                    "status": "cached",
-                    "seconds": 0.0,
-                    "metrics": {k: v for k, v in cached.metrics.items() if not k.startswith("_")},
-                    "artifacts": {n: _relative(p, run_dir) for n, p in cached.artifacts.items()},
-                }
+            cached.status = "cached"
+            cached.seconds = 0.0
+            run.stages.append(cached)
+            results[stage.id] = StageResult(
+                metrics=cached.metrics,
+                artifacts={name: str(record.location(run_dir)) for name, record in cached.artifacts.items()},
             )
-            atomic_write_json(run_dir / "report.json", report)
+            atomic_write_json(run_dir / REPORT, run.to_json())
             console.print(f"[dim]✓ {stage.id} ({stage.kind}) unchanged — reusing its results[/dim]")
             continue
+        # The old record goes first: a run killed from here on can never be mistaken for a finished one.
+        (stage_dir / STAGE_RECORD).unlink(missing_ok=True)
+        work_dir = stage_dir if kind.resumable else run_dir / f"{PARTIAL_PREFIX}{stage.id}"
+        if not kind.resumable:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
         context = StageContext(
             run_dir=run_dir,
-            stage_dir=stage_dir,
+            stage_dir=work_dir,
             seed=recipe.seed,
-            base_model=_model_reference(recipe.base_model, recipe_dir),
+            base_model=str(base_location),
             system_prompt=recipe.system_prompt,
             identity=recipe.identity,
             results=results,
             recipe_dir=recipe_dir,
             recipe_name=recipe.name,
-            options=options or {},
+            options=options,
             console=console,
+            run=run,
         )
         console.rule(f"[bold]{stage.id}[/bold] ({stage.kind}) — {kind.summary}")
-        entry: dict[str, Any] = {"id": stage.id, "kind": stage.kind, "status": "running"}
-        report["stages"].append(entry)
+        record = StageRecord(id=stage.id, kind=stage.kind, key=keys[stage.id])
+        run.stages.append(record)
         stage_start = time.perf_counter()
         try:
             result = kind.run(context, stage)
         except BaseException as error:
-            entry.update(status="failed", seconds=round(time.perf_counter() - stage_start, 3), error=str(error))
+            record.status, record.seconds, record.error = (
+                "failed",
+                round(time.perf_counter() - stage_start, 3),
+                str(error),
+            )
             if not isinstance(error, OpenRecipeError | KeyboardInterrupt | RunInterrupted):
-                entry["traceback"] = traceback.format_exc()
-            report.update(status="failed", seconds=round(time.perf_counter() - started, 3))
-            atomic_write_json(run_dir / "report.json", report)
+                record.traceback = traceback.format_exc()
+            run.status, run.seconds = "failed", round(time.perf_counter() - started, 3)
+            atomic_write_json(run_dir / REPORT, run.to_json())
             raise
-        # Kind and duration ride along with the metrics so later stages (the report) can show them.
-        result.metrics.setdefault("_kind", stage.kind)
-        result.metrics.setdefault("_seconds", round(time.perf_counter() - stage_start, 3))
+        if work_dir != stage_dir:
+            result = _move_into_place(result, work_dir, stage_dir)
         results[stage.id] = result
-        atomic_write_json(
-            stage_dir / STAGE_RECORD,
-            {
-                "key": keys[stage.id],
-                "metrics": result.metrics,
-                "artifacts": {name: _relative(path, run_dir) for name, path in result.artifacts.items()},
-            },
-        )
-        entry.update(
-            status="ok",
-            seconds=round(time.perf_counter() - stage_start, 3),
-            metrics={k: v for k, v in result.metrics.items() if not k.startswith("_")},
-            artifacts={name: _relative(path, run_dir) for name, path in result.artifacts.items()},
-        )
-        atomic_write_json(run_dir / "report.json", report)
-        console.print(f"[green]✓[/green] {stage.id} in {entry['seconds']:.1f} s")
-    report.update(status="ok", seconds=round(time.perf_counter() - started, 3))
-    atomic_write_json(run_dir / "report.json", report)
-    atomic_write_json(run_dir / "manifest.json", _manifest(recipe, run_dir, recipe_dir, inputs, results, keys))
-    return report
+        record.status, record.seconds = "ok", round(time.perf_counter() - stage_start, 3)
+        record.metrics = result.metrics
+        record.artifacts = _artifact_records(stage, result, run_dir)
+        atomic_write_json(stage_dir / STAGE_RECORD, record.to_cache_json())
+        atomic_write_json(run_dir / REPORT, run.to_json())
+        console.print(f"[green]✓[/green] {stage.id} in {record.seconds:.1f} s")
+    run.status, run.seconds = "ok", round(time.perf_counter() - started, 3)
+    atomic_write_json(run_dir / REPORT, run.to_json())
+    atomic_write_json(run_dir / "manifest.json", _manifest(recipe, run, recipe_dir, inputs, keys))
+    return run.to_json()
 
 
-STAGE_RECORD = ".stage.json"
+def _is_location(reference: Any) -> bool:
+    return isinstance(reference, PathRef | HubRef)
 
 
-def _resolve(text: str, recipe_dir: Path | None) -> Path:
-    path = Path(text).expanduser()
-    if not path.is_absolute() and recipe_dir is not None and (recipe_dir / path).exists():
-        return recipe_dir / path
-    return path
+def _input_files(config: Any, recipe_dir: Path | None) -> list[Path]:
+    """Local files and folders the config names in its path fields (never ids, kinds or prompts)."""
+    from openrecipe.config.references import iter_references
 
-
-def _model_reference(reference: str, recipe_dir: Path | None) -> str:
-    """A relative model path in a recipe is relative to the recipe file (as data paths are)."""
-    if recipe_dir is not None and not Path(reference).is_absolute() and (recipe_dir / reference).exists():
-        return str(recipe_dir / reference)
-    return reference
+    found: list[Path] = []
+    for _, reference in iter_references(config):
+        if isinstance(reference, PathRef | HubRef):
+            path = resolve_location(reference, recipe_dir)
+            if isinstance(path, Path) and path.exists() and (path.is_file() or any(path.iterdir())):
+                found.append(path)
+    return found
 
 
 def _portable(path: Path, recipe_dir: Path | None) -> str:
@@ -175,37 +174,98 @@ def _portable(path: Path, recipe_dir: Path | None) -> str:
     return str(path)
 
 
-def _cached_result(run_dir: Path, stage_dir: Path, key: str) -> StageResult | None:
-    """A stage whose inputs are unchanged and whose artifacts all still exist is not run again."""
+def remove_interrupted_writes(run_dir: Path) -> list[str]:
+    """Temporary files and folders of killed writers (stage folders, atomic writes); checkpoints are left
+    to the checkpoint manager, which reports its own."""
+    removed = []
+    for root, folders, files in os.walk(run_dir):
+        here = Path(root)
+        for name in list(folders):
+            if name == "checkpoints":
+                folders.remove(name)
+            elif name.startswith((PARTIAL_PREFIX, ".tmp-", ".old-")):
+                shutil.rmtree(here / name, ignore_errors=True)
+                folders.remove(name)
+                removed.append((here / name).relative_to(run_dir).as_posix())
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                (here / name).unlink(missing_ok=True)
+                removed.append((here / name).relative_to(run_dir).as_posix())
+    return removed
+
+
+def _move_into_place(result: StageResult, work_dir: Path, stage_dir: Path) -> StageResult:
+    """Swap the finished temporary folder in for the stage folder and point the artifacts at it."""
+    from openrecipe.utils.fs import fsync_dir, fsync_tree
+
+    fsync_tree(work_dir)
+    if stage_dir.exists():
+        trash = stage_dir.with_name(f".old-{stage_dir.name}")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(stage_dir, trash)
+        os.replace(work_dir, stage_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(work_dir, stage_dir)
+    fsync_dir(stage_dir.parent)
+    artifacts = {}
+    for name, path in result.artifacts.items():
+        target = Path(path)
+        try:
+            target = stage_dir / target.relative_to(work_dir)
+        except ValueError:
+            pass
+        artifacts[name] = str(target)
+    return StageResult(metrics=result.metrics, artifacts=artifacts)
+
+
+def _artifact_records(stage: StageConfig, result: StageResult, run_dir: Path) -> dict[str, ArtifactRecord]:
+    declared = stage.artifact_kinds() or {}
+    records = {}
+    for name, path in result.artifacts.items():
+        kind = declared.get(name) or (GGUF if name.startswith("gguf_") else MODEL if name == "model" else FILE)
+        target = Path(path)
+        if target.exists():
+            records[name] = ArtifactRecord.measure(kind, target, run_dir)
+        else:  # an artifact a stage names but did not write is recorded without a digest, and never reused
+            records[name] = ArtifactRecord(kind, relative_to_run(target, run_dir), 0, "")
+    return records
+
+
+def _cached_record(run_dir: Path, stage_dir: Path, key: str) -> StageRecord | None:
+    """A stage whose key is unchanged and whose every artifact is still the one recorded is not run again."""
     record_path = stage_dir / STAGE_RECORD
     if not record_path.is_file():
         return None
     try:
-        record = json.loads(record_path.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(record_path.read_text())
+        record = StageRecord.from_json({**data, "status": "ok"})
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    artifacts = {name: str(run_dir / path) for name, path in record.get("artifacts", {}).items()}
-    if record.get("key") != key or not all(Path(p).exists() for p in artifacts.values()):
+    if record.key != key or not all(artifact.sha256 for artifact in record.artifacts.values()):
         return None
-    return StageResult(metrics=record.get("metrics", {}), artifacts=artifacts)
+    if not all(artifact.unchanged(run_dir) for artifact in record.artifacts.values()):
+        return None
+    return record
 
 
 def _manifest(
     recipe: RecipeBase,
-    run_dir: Path,
+    run: RunRecord,
     recipe_dir: Path | None,
     inputs: dict[str, Any],
-    results: dict[str, StageResult],
     keys: dict[str, str],
 ) -> dict[str, Any]:
     artifacts = {}
-    for stage_id, result in results.items():
-        for name, path in result.artifacts.items():
-            target = Path(path)
+    for stage in run.stages:
+        for name, record in stage.artifacts.items():
+            target = record.location(run.run_dir)
             if target.exists():
-                artifacts[f"{stage_id}/{name}"] = {
-                    "path": _relative(path, run_dir),
+                artifacts[f"{stage.id}/{name}"] = {
+                    "path": record.path,
                     "sha256": hash_path(target),
+                    "bytes": record.bytes,
+                    "kind": record.kind,
                 }
     return {
         "recipe": recipe.model_dump(mode="json", exclude_none=True),
@@ -219,3 +279,6 @@ def _manifest(
         "stage_keys": keys,
         "artifacts": artifacts,
     }
+
+
+__all__ = ["STAGE_RECORD", "artifact_sha256", "remove_interrupted_writes", "run_recipe"]

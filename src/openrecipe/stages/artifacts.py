@@ -8,52 +8,49 @@ from typing import Literal
 
 from pydantic import Field
 
+from openrecipe.config.references import SAFE_NAME_PATTERN, BaseRef, ModelReference
 from openrecipe.export.llama_quantize import LLAMA_CPP_TYPES
-from openrecipe.merge.mergekit_merge import MergeInput, MergeMethod, MergeSettings
+from openrecipe.merge.mergekit_merge import MergeSettings
+from openrecipe.models.materialize import materialize
+from openrecipe.provenance.records import artifact_bytes
 from openrecipe.quantize.torchao_backend import QuantMethod
-from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.base import FILE, GGUF, MODEL, QUANTIZED, StageConfig, StageContext, StageResult, stage_kind
 from openrecipe.stages.training_common import DataRef, read_ref
 
 
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+class MergeStage(StageConfig, MergeSettings):
+    """A merge stage is `MergeSettings` (validator included) plus a stage id."""
 
-
-class MergeStage(StageConfig):
     kind: Literal["merge"] = "merge"
-    method: MergeMethod = "linear"
-    base: str | None = None
-    models: list[MergeInput] = Field(min_length=1)
-    t: float = Field(0.5, ge=0, le=1)
+
+    def artifact_kinds(self) -> dict[str, str]:
+        return {"model": MODEL}
 
 
 @stage_kind(MergeStage, "Merge models with mergekit")
 def run_merge_stage(context: StageContext, config: MergeStage) -> StageResult:
     from openrecipe.merge.mergekit_merge import run_merge
 
-    settings = MergeSettings(
-        method=config.method,
-        base=context.resolve_model(config.base) if config.base else None,
-        t=config.t,
-        models=[m.model_copy(update={"model": context.resolve_model(m.model)}) for m in config.models],
-    )
-    info = run_merge(settings, context.stage_dir / "model")
+    settings = MergeSettings.model_validate(config.model_dump(include=set(MergeSettings.model_fields)))
+    info = run_merge(settings, context.stage_dir / "model", resolve=context.resolve_model)
     return StageResult(metrics=info, artifacts={"model": str(context.stage_dir / "model")})
 
 
 class QuantizeStage(StageConfig):
     kind: Literal["quantize"] = "quantize"
-    model: str = Field("base", description="'base', 'stage:<id>' or any model reference")
+    model: ModelReference = Field(BaseRef(), description="The model to quantize")
     methods: list[QuantMethod] = Field(
         default_factory=lambda: ["int8"],
         min_length=1,
         description="int8 (per-group scales, best quality), int8_row (faster CPU decode), int4",
     )
 
+    def artifact_kinds(self) -> dict[str, str]:
+        return {**{method: QUANTIZED for method in self.methods}, "model": QUANTIZED}
+
 
 @stage_kind(QuantizeStage, "INT8/INT4 weight quantization (torchao)")
 def run_quantize(context: StageContext, config: QuantizeStage) -> StageResult:
-    from openrecipe.merge.mergekit_merge import materialize
     from openrecipe.quantize.torchao_backend import quantize_folder
 
     source = materialize(context.resolve_model(config.model), context.stage_dir)
@@ -61,7 +58,7 @@ def run_quantize(context: StageContext, config: QuantizeStage) -> StageResult:
     for method in config.methods:
         out = quantize_folder(source, context.stage_dir / method, method)
         artifacts[method] = str(out)
-        metrics[f"{method}_size_mb"] = round(_size(out) / 1e6, 1)
+        metrics[f"{method}_size_mb"] = round(artifact_bytes(out) / 1e6, 1)
         context.console.print(f"  {method}: {metrics[f'{method}_size_mb']} MB")
     artifacts["model"] = artifacts[config.methods[0]]
     return StageResult(metrics=metrics, artifacts=artifacts)
@@ -69,15 +66,21 @@ def run_quantize(context: StageContext, config: QuantizeStage) -> StageResult:
 
 class ExportStage(StageConfig):
     kind: Literal["export"] = "export"
-    model: str = Field("base", description="'base', 'stage:<id>' or any model reference")
+    model: ModelReference = Field(BaseRef(), description="The model to export")
     gguf: list[str] = Field(default_factory=lambda: ["f16", "q8_0", "q4_0"], min_length=1)
-    name: str | None = Field(None, description="File name stem (default: the recipe name)")
+    name: str | None = Field(
+        None, pattern=SAFE_NAME_PATTERN, description="File name stem, no folders (default: the recipe name)"
+    )
     modelfile: bool = Field(True, description="Write an Ollama Modelfile next to the first GGUF")
     calibration: list[DataRef] = Field(
         default_factory=list,
         description="Text or chat data (files or stage:<id>) for llama.cpp's importance matrix; "
         "use data the model will see, never the text you evaluate on",
     )
+
+    def artifact_kinds(self) -> dict[str, str]:
+        kinds = {f"gguf_{qtype}": GGUF for qtype in self.gguf}
+        return {**kinds, "modelfile": FILE} if self.modelfile else kinds
 
 
 @stage_kind(ExportStage, "GGUF files (llama.cpp, Ollama) with an Ollama Modelfile")
@@ -86,7 +89,6 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
 
     from openrecipe.export.gguf_export import export_gguf
     from openrecipe.export.ollama import write_modelfile
-    from openrecipe.merge.mergekit_merge import materialize
 
     folder = materialize(context.resolve_model(config.model), context.stage_dir)
     name = config.name or context.recipe_name or context.run_dir.name

@@ -12,12 +12,26 @@ from rich.console import Console
 
 from openrecipe.config.base import StrictModel
 from openrecipe.config.common import Identity
+from openrecipe.config.references import (
+    STAGE_ID_PATTERN,
+    BaseRef,
+    DefaultRef,
+    HubRef,
+    Loc,
+    ModelSpec,
+    PathRef,
+    Reference,
+    StageRef,
+    iter_references,
+    resolve_location,
+)
 from openrecipe.errors import OpenRecipeError
+from openrecipe.models.refs import ModelRef, resolve_model_ref
+from openrecipe.provenance.records import RunRecord
 from openrecipe.registry import Registry
-from openrecipe.utils.walk import iter_strings
 
-STAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
-STAGE_REF_PREFIX = "stage:"
+# Artifact kinds: what a later stage may do with an artifact (see config.references).
+MODEL, QUANTIZED, GGUF, DATA, FILE = "model", "quantized", "gguf", "data", "file"
 
 
 class StageConfig(StrictModel):
@@ -25,13 +39,17 @@ class StageConfig(StrictModel):
     kind: str
     description: str | None = None
 
+    def references(self) -> list[tuple[Loc, Reference]]:
+        """Every typed reference in this stage's config, with its field path."""
+        return list(iter_references(self))
+
     def stage_refs(self) -> list[str]:
-        """Ids of earlier stages this stage reads from (`stage:<id>` values anywhere in its config)."""
-        return [
-            text[len(STAGE_REF_PREFIX) :].split("/", 1)[0]  # stage:<id>/<artifact>
-            for text in iter_strings(self.model_dump())
-            if text.startswith(STAGE_REF_PREFIX)
-        ]
+        """Ids of earlier stages this stage reads from."""
+        return [ref.stage_id for _, ref in self.references() if isinstance(ref, StageRef)]
+
+    def artifact_kinds(self) -> dict[str, str] | None:
+        """The artifacts this stage will produce, name -> kind (None: not known before it runs)."""
+        return None
 
 
 @dataclass
@@ -52,24 +70,53 @@ class StageContext:
     identity: Identity | None
     results: dict[str, StageResult]
     recipe_dir: Path | None = None  # relative data paths in a recipe are relative to its file
-    options: dict[str, Any] = field(default_factory=dict)  # run-wide flags: force, extend
+    options: dict[str, Any] = field(default_factory=dict)  # run-wide flags: force, extend, confined
     recipe_name: str = ""
     console: Console = field(default_factory=Console)
+    run: RunRecord | None = None  # records of the stages before this one (read-only)
 
-    def resolve_model(self, reference: str) -> str:
-        """`base` → the recipe's base model; `stage:<id>` → that stage's `model` artifact."""
-        if reference == "base":
+    def resolve_model(self, reference: ModelSpec) -> ModelRef:
+        """The one place a recipe's model reference becomes a `ModelRef`."""
+        return resolve_model_ref(self.model_location(reference))
+
+    def model_location(self, reference: ModelSpec) -> str:
+        """`base` → the recipe's base model; `stage:<id>[/<artifact>]` → that artifact's path."""
+        if isinstance(reference, BaseRef):
             return self.base_model
-        if reference.startswith(STAGE_REF_PREFIX):
-            return self.artifact(reference[len(STAGE_REF_PREFIX) :], "model")
-        return reference
+        if isinstance(reference, DefaultRef):
+            return "default"
+        if isinstance(reference, StageRef):
+            return self.artifact(reference.stage_id, reference.artifact_name("model"))
+        return str(self.resolve_location(reference))
 
-    def resolve_path(self, path: str | Path) -> Path:
-        """Relative paths in a recipe are relative to the recipe file (then to the working folder)."""
-        path = Path(path).expanduser()
-        if not path.is_absolute() and self.recipe_dir is not None and (self.recipe_dir / path).exists():
-            return self.recipe_dir / path
-        return path
+    def resolve_data(self, reference: StageRef | PathRef) -> Path:
+        if isinstance(reference, StageRef):
+            return Path(self.artifact(reference.stage_id, reference.artifact_name("data")))
+        return self.resolve_path(reference)
+
+    def resolve_location(self, reference: PathRef | HubRef) -> Path | str:
+        location = resolve_location(reference, self.recipe_dir)
+        if isinstance(location, Path):
+            self._check_confined(location)
+        return location
+
+    def resolve_path(self, path: PathRef | str | Path) -> Path:
+        """Relative paths in a recipe are relative to the recipe file, never to the working folder."""
+        reference = path if isinstance(path, PathRef) else PathRef(str(path))
+        resolved = resolve_location(reference, self.recipe_dir)
+        assert isinstance(resolved, Path)
+        self._check_confined(resolved)
+        return resolved
+
+    def _check_confined(self, path: Path) -> None:
+        """A bundle's recipe reads only inside the bundle, also through symbolic links."""
+        if not self.options.get("confined") or self.recipe_dir is None:
+            return
+        if not path.resolve().is_relative_to(self.recipe_dir.resolve()):
+            raise OpenRecipeError(
+                f"{path} resolves outside the bundle ({path.resolve()})",
+                fix="a bundle may only read files inside its own folder",
+            )
 
     def artifact(self, stage_id: str, name: str) -> str:
         result = self.results.get(stage_id)
@@ -91,18 +138,21 @@ class StageKind(Generic[C]):
     config: type[C]
     run: Callable[[StageContext, C], StageResult]
     summary: str
+    resumable: bool = False  # runs in its own folder (checkpoints survive a kill) instead of a temporary one
 
 
 STAGE_KINDS: Registry[StageKind] = Registry("stage kind")
 
 
-def stage_kind(config: type[C], summary: str) -> Callable[[Callable[[StageContext, C], StageResult]], Any]:
+def stage_kind(
+    config: type[C], summary: str, *, resumable: bool = False
+) -> Callable[[Callable[[StageContext, C], StageResult]], Any]:
     """Register a stage function under the literal `kind` of its config class."""
     kind = config.model_fields["kind"].default
     assert isinstance(kind, str), f"{config.__name__}.kind needs a Literal default"
 
     def decorator(function: Callable[[StageContext, C], StageResult]):
-        STAGE_KINDS.add(kind, StageKind(config=config, run=function, summary=summary))
+        STAGE_KINDS.add(kind, StageKind(config=config, run=function, summary=summary, resumable=resumable))
         return function
 
     return decorator

@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from openrecipe.config.references import Loc, Location, parse_location
 from openrecipe.data.clean import CleanConfig
 from openrecipe.data.config import DataSource
-from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.base import DATA, FILE, StageConfig, StageContext, StageResult, stage_kind
 
 
 class CleanStage(StageConfig):
@@ -17,13 +18,24 @@ class CleanStage(StageConfig):
     identity_set: bool = Field(False, description="Add the built-in identity set for the recipe's identity")
     clean: CleanConfig = Field(default_factory=CleanConfig)
 
+    def extra_references(self) -> list[tuple[Loc, Location]]:
+        """Source paths are input paths too (a hub dataset id stays a hub id)."""
+        return [(("sources", index, "path"), parse_location(source.path)) for index, source in enumerate(self.sources)]
+
+    def artifact_kinds(self) -> dict[str, str]:
+        return {"data": DATA, "report": FILE}
+
 
 @stage_kind(CleanStage, "Read, validate and clean data, with a report")
 def run_clean(context: StageContext, config: CleanStage) -> StageResult:
     from openrecipe.data.prepare import prepare_data
 
+    sources = [
+        source.model_copy(update={"path": str(context.resolve_location(reference))})
+        for source, (_, reference) in zip(config.sources, config.extra_references(), strict=True)
+    ]
     summary = prepare_data(
-        config.sources,
+        sources,
         context.stage_dir,
         clean=config.clean,
         identity=context.identity,

@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from openrecipe.config.references import BaseRef, TrainableModelReference
 from openrecipe.data.tokenize import pack_texts
 from openrecipe.errors import OpenRecipeError
+from openrecipe.models.refs import ModelRef
 from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
-from openrecipe.stages.sft import split_eval
+from openrecipe.stages.sft import split_eval, training_artifacts
 from openrecipe.stages.training_common import DataRef, labels_unique, read_ref, run_training
 from openrecipe.train.batching import TrainData
 from openrecipe.train.config import TrainSettings
@@ -18,13 +20,16 @@ from openrecipe.train.config import TrainSettings
 
 class CptStage(StageConfig):
     kind: Literal["cpt"] = "cpt"
-    model: str = Field("base", description="'base', 'stage:<id>', or any model reference")
+    model: TrainableModelReference = Field(BaseRef(), description="The model to train further")
     domain: list[DataRef] = Field(min_length=1, description="Domain text corpora")
     replay: list[DataRef] = Field(default_factory=list, description="General text replayed against forgetting")
     replay_ratio: float = Field(0.3, ge=0.0, lt=1.0, description="Share of training tokens drawn from replay")
     general_eval: list[DataRef] = Field(default_factory=list, description="Held-out general text for forgetting")
     block_size: int = Field(256, ge=16)
     train: TrainSettings = Field(default_factory=lambda: TrainSettings(learning_rate=1e-4, eval_fraction=0.1))
+
+    def artifact_kinds(self) -> dict[str, str]:
+        return training_artifacts(self.train.method)
 
 
 def _texts(context: StageContext, refs: list[DataRef]) -> list[str]:
@@ -35,7 +40,7 @@ def _texts(context: StageContext, refs: list[DataRef]) -> list[str]:
     return texts
 
 
-@stage_kind(CptStage, "Continued pretraining with replay, measuring forgetting")
+@stage_kind(CptStage, "Continued pretraining with replay, measuring forgetting", resumable=True)
 def run_cpt(context: StageContext, config: CptStage) -> StageResult:
     from openrecipe.models.loading import load_model, load_tokenizer
     from openrecipe.models.refs import resolve_model_ref
@@ -48,7 +53,7 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
             fix="add `replay:` sources, or set replay_ratio: 0",
         )
     reference = context.resolve_model(config.model)
-    tokenizer = load_tokenizer(resolve_model_ref(reference))
+    tokenizer = load_tokenizer(reference)
     domain_blocks, _ = pack_texts(tokenizer, _texts(context, config.domain), config.block_size)
     domain_train, domain_eval = split_eval(domain_blocks, config.train.eval_fraction, context.seed, 0)
     if not domain_train:
@@ -67,7 +72,7 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
     domain_eval_texts = [tokenizer.decode(block["input_ids"]) for block in domain_eval]
     general_texts = _texts(context, config.general_eval)
 
-    def measure(model_reference: str) -> dict:
+    def measure(model_reference: ModelRef) -> dict:
         loaded = load_model(model_reference, dtype="float32")
         out = {}
         if domain_eval_texts:
@@ -80,7 +85,7 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
     result = run_training(
         context, reference, data, config.train, f"{context.stage_dir.name}: CPT (replay {config.replay_ratio:.0%})"
     )
-    after = measure(result.artifacts["model"])
+    after = measure(resolve_model_ref(result.artifacts["model"]))
     forgetting = {}
     for key in before:
         forgetting[key] = {

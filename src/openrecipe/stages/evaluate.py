@@ -7,31 +7,29 @@ from typing import Literal
 from pydantic import Field
 
 from openrecipe.config.base import StrictModel
+from openrecipe.config.references import InputPath, ModelReference
 from openrecipe.errors import OpenRecipeError
-from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.base import FILE, StageConfig, StageContext, StageResult, stage_kind
 
 
 class VariantSpec(StrictModel):
     name: str = Field(min_length=1)
-    model: str = Field(description="'base', 'stage:<id>', 'stage:<id>/<artifact>' or any model reference")
+    model: ModelReference = Field(description="The model this variant runs")
     system_prompt: str | None = Field(None, description="Defaults to the recipe's; '' means none")
 
 
 class EvalStage(StageConfig):
     kind: Literal["eval"] = "eval"
     variants: list[VariantSpec] = Field(min_length=1)
-    tests: list[str] = Field(default_factory=list, description="Test files (JSONL, CSV, YAML, .txt for perplexity)")
+    tests: list[InputPath] = Field(
+        default_factory=list, description="Test files (JSONL, CSV, YAML, .txt for perplexity)"
+    )
     identity: bool = Field(True, description="Add the held-out identity test set when the recipe has an identity")
     baseline: str | None = Field(None, description="The prompting-only variant the others are compared with")
     batch_size: int = Field(8, ge=1)
 
-
-def resolve_variant_model(context: StageContext, model: str) -> str:
-    """`stage:<id>/<artifact>` names a specific artifact (e.g. stage:quantize/int8)."""
-    if model.startswith("stage:") and "/" in model:
-        stage_id, artifact = model[len("stage:") :].split("/", 1)
-        return context.artifact(stage_id, artifact)
-    return context.resolve_model(model)
+    def artifact_kinds(self) -> dict[str, str]:
+        return {"leaderboard": FILE, "predictions": FILE}
 
 
 @stage_kind(EvalStage, "Per-domain leaderboard of every variant")
@@ -55,7 +53,7 @@ def run_eval(context: StageContext, config: EvalStage) -> StageResult:
     outcomes = []
     for spec in config.variants:
         system = context.system_prompt if spec.system_prompt is None else (spec.system_prompt or None)
-        variant = Variant(spec.name, resolve_variant_model(context, spec.model), system)
+        variant = Variant(spec.name, context.model_location(spec.model), system)
         outcome = evaluate_variant(variant, items, batch_size=config.batch_size)
         outcomes.append(outcome)
         took = "cached" if outcome["cache_hit"] else f"{outcome['seconds']:.1f} s"

@@ -9,15 +9,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from openrecipe.config.references import BaseRef, InputPath, ModelReference
 from openrecipe.errors import OpenRecipeError
-from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.base import DATA, FILE, StageConfig, StageContext, StageResult, stage_kind
 
 
 class GenerateStage(StageConfig):
     kind: Literal["generate"] = "generate"
-    model: str = Field("base", description="'base', 'stage:<id>', or any model reference")
+    model: ModelReference = Field(BaseRef(), description="The model that replies")
     prompts: list[str] = Field(default_factory=list, description="Prompts written in the recipe")
-    input: Path | None = Field(None, description="JSONL file with a `prompt` or `messages` field per row")
+    input: InputPath | None = Field(None, description="JSONL file with a `prompt` or `messages` field per row")
     system_prompt: str | None = Field(None, description="Defaults to the recipe's system_prompt")
     max_new_tokens: int = Field(64, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=5.0)
@@ -29,6 +30,9 @@ class GenerateStage(StageConfig):
         if not self.prompts and self.input is None:
             raise ValueError("give `prompts:` or `input:`")
         return self
+
+    def artifact_kinds(self) -> dict[str, str]:
+        return {"generations": FILE, "data": DATA}
 
 
 @stage_kind(GenerateStage, "Generate replies for a list of prompts")

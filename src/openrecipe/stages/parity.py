@@ -13,15 +13,16 @@ import torch
 from pydantic import Field
 
 from openrecipe.config.base import StrictModel
+from openrecipe.config.references import InputPath, ModelReference
 from openrecipe.errors import OpenRecipeError
-from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
-from openrecipe.stages.evaluate import resolve_variant_model
+from openrecipe.provenance.records import artifact_bytes
+from openrecipe.stages.base import FILE, StageConfig, StageContext, StageResult, stage_kind
 from openrecipe.utils.fs import atomic_write_json, atomic_write_text
 
 
 class ArtifactSpec(StrictModel):
     name: str
-    model: str
+    model: ModelReference
 
 
 class Thresholds(StrictModel):
@@ -32,23 +33,22 @@ class Thresholds(StrictModel):
 
 class ParityStage(StageConfig):
     kind: Literal["parity"] = "parity"
-    reference: str = Field(description="The model every artifact should still behave like (e.g. stage:sft)")
+    reference: ModelReference = Field(description="The model every artifact should still behave like (e.g. stage:sft)")
     artifacts: list[ArtifactSpec] = Field(min_length=1)
     prompts: list[str] = Field(default_factory=lambda: ["What is the capital of France?"])
     identity_prompts: bool = Field(True, description="Add held-out identity questions")
-    heldout: str | None = Field(None, description="Held-out text for KL and perplexity")
+    heldout: InputPath | None = Field(None, description="Held-out text for KL and perplexity")
     max_new_tokens: int = Field(32, ge=1)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     on_regression: Literal["fail", "warn"] = "fail"
 
+    def artifact_kinds(self) -> dict[str, str]:
+        return {"parity": FILE, "parity_md": FILE}
+
 
 def _size_bytes(path: str) -> int | None:
     target = Path(path)
-    if target.is_file():
-        return target.stat().st_size
-    if target.is_dir():
-        return sum(p.stat().st_size for p in target.rglob("*") if p.suffix in (".safetensors", ".bin", ".gguf"))
-    return None
+    return artifact_bytes(target) if target.exists() else None
 
 
 @torch.inference_mode()
@@ -84,7 +84,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     if config.identity_prompts and context.identity is not None:
         prompts += [i.question for i in identity_eval_items(context.identity) if i.negative_of is None][:4]
     conversations = [build_messages(p, context.system_prompt) for p in prompts]
-    reference_path = resolve_variant_model(context, config.reference)
+    reference_path = context.model_location(config.reference)
     reference = load_model(reference_path, dtype="float32")
     text = context.resolve_path(config.heldout).read_text(encoding="utf-8") if config.heldout else ""
     text_ids = [
@@ -114,7 +114,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
         }
     )
     for spec in config.artifacts:
-        path = resolve_variant_model(context, spec.model)
+        path = context.model_location(spec.model)
         loaded = load_model(path, dtype="float32")
         measured = _measure(loaded, conversations, text_ids, config.max_new_tokens)
         matches = sum(a == b for a, b in zip(measured["replies"], base["replies"], strict=True)) / len(prompts)

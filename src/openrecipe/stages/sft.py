@@ -8,9 +8,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from openrecipe.config.references import BaseRef, TrainableModelReference
 from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
 from openrecipe.errors import OpenRecipeError
-from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.base import FILE, MODEL, StageConfig, StageContext, StageResult, stage_kind
 from openrecipe.stages.training_common import DataRef, labels_unique, read_ref, run_training
 from openrecipe.train.batching import TrainData
 from openrecipe.train.config import ProbeSettings, TrainSettings
@@ -18,13 +19,24 @@ from openrecipe.train.config import ProbeSettings, TrainSettings
 
 class SftStage(StageConfig):
     kind: Literal["sft"] = "sft"
-    model: str = Field("base", description="'base', 'stage:<id>', or any model reference")
+    model: TrainableModelReference = Field(BaseRef(), description="The model to fine-tune")
     data: list[DataRef] = Field(min_length=1, description="Chat data sources and their mixing weights")
     train: TrainSettings = Field(default_factory=TrainSettings)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
     system_prompt: str | None = Field(None, description="Defaults to the recipe's system_prompt")
     max_upsample: float = Field(4.0, ge=1.0, description="Cap on how often a small source repeats per epoch")
+
+    def artifact_kinds(self) -> dict[str, str]:
+        return training_artifacts(self.train.method)
+
+
+def training_artifacts(method: str) -> dict[str, str]:
+    """What a training stage writes (see train.outputs.save_outputs and run_training)."""
+    kinds = {"model": MODEL, "metrics": FILE, "loss_curve": FILE}
+    if method != "full":
+        kinds["adapter"] = FILE
+    return kinds
 
 
 def split_eval(examples: list, fraction: float, seed: int, salt: int) -> tuple[list, list]:
@@ -36,19 +48,18 @@ def split_eval(examples: list, fraction: float, seed: int, salt: int) -> tuple[l
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
 
 
-@stage_kind(SftStage, "Supervised fine-tuning (LoRA or full)")
+@stage_kind(SftStage, "Supervised fine-tuning (LoRA or full)", resumable=True)
 def run_sft(context: StageContext, config: SftStage) -> StageResult:
     from openrecipe.models.loading import load_tokenizer
-    from openrecipe.models.refs import resolve_model_ref
 
     labels_unique(config.data)
     system = config.system_prompt if config.system_prompt is not None else context.system_prompt
     reference = context.resolve_model(config.model)
-    tokenizer = load_tokenizer(resolve_model_ref(reference))
+    tokenizer = load_tokenizer(reference)
     sources, weights, evals, stats = {}, {}, [], {}
     for salt, ref in enumerate(config.data):
         records = read_ref(context, ref)
-        chats = [record.messages for record in records if record.messages is not None]
+        chats = [record for record in records if record.messages is not None]  # records carry their tools
         if len(chats) != len(records):
             raise OpenRecipeError(
                 f"data source {ref.label()!r} holds plain text, not chats",

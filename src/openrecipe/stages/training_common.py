@@ -8,11 +8,13 @@ from pydantic import Field
 
 from openrecipe.config.base import StrictModel
 from openrecipe.config.common import Identity
+from openrecipe.config.references import DataReference, StageRef
 from openrecipe.data.config import DataSource, FormatName
 from openrecipe.data.load import load_source
 from openrecipe.data.records import Record
 from openrecipe.errors import OpenRecipeError
-from openrecipe.stages.base import STAGE_REF_PREFIX, StageContext, StageResult
+from openrecipe.models.refs import ModelRef
+from openrecipe.stages.base import StageContext, StageResult
 from openrecipe.train.batching import TrainData
 from openrecipe.train.config import ProbeSettings, TrainSettings
 from openrecipe.train.loop import TrainJob, train
@@ -21,7 +23,7 @@ from openrecipe.utils.hashing import sha256_json
 
 
 class DataRef(StrictModel):
-    path: str = Field(description="A data file, or stage:<id> for an earlier stage's data.jsonl")
+    path: DataReference = Field(description="A data file, or stage:<id> for an earlier stage's data.jsonl")
     weight: float = Field(1.0, gt=0, description="Share of this source in the training mixture")
     name: str | None = None
     format: FormatName = "auto"
@@ -37,14 +39,12 @@ class DataRef(StrictModel):
             return self.name
         if self.source:
             return self.source
-        return self.path[len(STAGE_REF_PREFIX) :] if self.path.startswith(STAGE_REF_PREFIX) else Path(self.path).stem
+        return str(self.path)[len("stage:") :] if isinstance(self.path, StageRef) else Path(self.path.path).stem
 
 
 def read_ref(context: StageContext, ref: DataRef) -> list[Record]:
-    path = ref.path
-    if path.startswith(STAGE_REF_PREFIX):
-        path = context.artifact(path[len(STAGE_REF_PREFIX) :], "data")
-    source = DataSource(path=path, format=ref.format, text_field=ref.text_field)
+    path = context.resolve_data(ref.path)
+    source = DataSource(path=str(path), format=ref.format, text_field=ref.text_field)
     records = load_source(source, identity=context.identity, base_dir=context.recipe_dir).records
     if ref.source is None:
         return records
@@ -53,7 +53,7 @@ def read_ref(context: StageContext, ref: DataRef) -> list[Record]:
         found = sorted({str(record.extra["source"]) for record in records if "source" in record.extra})
         raise OpenRecipeError(
             f"no rows of {ref.path} come from source {ref.source!r}",
-            where=ref.path,
+            where=str(ref.path),
             fix=f"use one of: {', '.join(found)}" if found else "point `path:` at a clean stage's output (stage:<id>)",
         )
     return chosen
@@ -68,7 +68,7 @@ def labels_unique(refs: list[DataRef]) -> None:
 
 def run_training(
     context: StageContext,
-    reference: str,
+    reference: ModelRef,
     data: TrainData,
     settings: TrainSettings,
     title: str,
@@ -79,7 +79,7 @@ def run_training(
 ) -> StageResult:
     """Train, then write adapter/ and model/, the loss curve, and the metrics."""
     job = TrainJob(
-        model_reference=reference,
+        model=reference,
         data=data,
         settings=settings,
         out_dir=context.stage_dir,
@@ -102,7 +102,7 @@ def run_training(
                 outcome.model.tokenizer,
                 context.stage_dir,
                 method=job.settings.method,
-                base_reference=_portable_reference(context, job.model_reference),
+                base_reference=_portable_reference(job.model),
                 system_prompt=job.system_prompt,
                 metadata={"stage": context.stage_dir.name},
             )
@@ -119,12 +119,8 @@ def run_training(
     return StageResult(metrics=metrics, artifacts=artifacts)
 
 
-def _portable_reference(context: StageContext, reference: str) -> str:
+def _portable_reference(reference: ModelRef) -> str:
     """Adapters record their base; keep `default` symbolic so a published adapter works on any machine."""
-    return (
-        "default"
-        if reference == "default"
-        else str(Path(reference).resolve())
-        if Path(reference).exists()
-        else reference
-    )
+    if reference.kind == "default":
+        return "default"
+    return str(reference.path) if reference.path is not None else reference.name

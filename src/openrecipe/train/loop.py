@@ -28,6 +28,7 @@ from openrecipe.checkpoint.tensors import (
 from openrecipe.config.common import Identity
 from openrecipe.errors import OpenRecipeError, RunInterrupted
 from openrecipe.models.device import pick_device
+from openrecipe.models.refs import ModelRef
 from openrecipe.train.batching import TrainData, collate, epoch_order, steps_per_epoch, trainable_tokens
 from openrecipe.train.config import ProbeSettings, TrainSettings
 from openrecipe.train.forward import TrainedTokenLoss
@@ -38,7 +39,7 @@ from openrecipe.train.schedule import lr_at
 
 @dataclass
 class TrainJob:
-    model_reference: str
+    model: ModelRef
     data: TrainData
     settings: TrainSettings
     out_dir: Path
@@ -129,7 +130,7 @@ def _trajectory(job: TrainJob, total_steps: int, world: int) -> dict[str, Any]:
         "settings": job.settings.trajectory(),
         "seed": job.seed,
         "data": job.data_fingerprint,
-        "model": job.model_reference,
+        "model": job.model.name,
         "system_prompt": job.system_prompt,
         "total_steps": total_steps,
         "world_size": world,
@@ -167,7 +168,7 @@ def train(job: TrainJob) -> TrainOutcome:
     if settings.batch_size % world:
         raise OpenRecipeError(f"batch_size {settings.batch_size} is not divisible by the {world} processes")
     torch.manual_seed(job.seed)
-    trainee = load_for_training(job.model_reference, settings, device, seed=job.seed)
+    trainee = load_for_training(job.model, settings, device, seed=job.seed)
     tokenizer = trainee.tokenizer
     pad_id = tokenizer.pad_token_id
     named = trainee.trainable_parameters()

@@ -46,7 +46,7 @@ def pick_autocast(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def load_for_training(
-    reference: str,
+    reference: ModelRef,
     settings: TrainSettings,
     device: torch.device,
     *,
