@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from openrecipe.errors import OpenRecipeError
-from openrecipe.export.gguf_writer import tensor_map
+from openrecipe.models.gguf_header import check_gguf
 
 
 def calibration_texts(records, tokenizer) -> list[str]:
@@ -31,8 +31,32 @@ def calibration_texts(records, tokenizer) -> list[str]:
     return texts
 
 
-def importance_matrix(folder: Path, texts: list[str], *, max_tokens: int = 32768, context: int = 512):
-    """{GGUF tensor name: float32 vector over input columns} for every linear layer of the model."""
+def gguf_names(model, gguf_file: Path) -> dict[str, str]:
+    """HF linear-layer name → the name of its tensor in `gguf_file` (llama.cpp's own name table, gguf-py)."""
+    import gguf
+
+    header = check_gguf(gguf_file)
+    architectures = {name: arch for arch, name in gguf.MODEL_ARCH_NAMES.items()}
+    if header.architecture not in architectures:
+        return {}
+    table = gguf.get_tensor_name_map(architectures[header.architecture], model.config.num_hidden_layers)
+    names = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            mapped = table.get_name(f"{module_name}.weight", try_suffixes=(".weight",))
+            if mapped in header.tensors:
+                names[f"{module_name}.weight"] = mapped
+            elif (
+                module_name == "lm_head"
+                and "token_embd.weight" in header.tensors
+                and "output.weight" not in header.tensors
+            ):
+                names["lm_head.weight"] = "token_embd.weight"  # a tied output matrix is stored once, as the embedding
+    return names
+
+
+def importance_matrix(folder: Path, texts: list[str], *, gguf_file: Path, max_tokens: int = 32768, context: int = 512):
+    """{GGUF tensor name: float32 vector over input columns} for every linear layer found in `gguf_file`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not texts:
@@ -42,8 +66,7 @@ def importance_matrix(folder: Path, texts: list[str], *, max_tokens: int = 32768
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
     model.eval()
-    names = tensor_map(model.config.num_hidden_layers)
-    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    names = gguf_names(model, gguf_file)
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     hooks = []
@@ -51,8 +74,6 @@ def importance_matrix(folder: Path, texts: list[str], *, max_tokens: int = 32768
         if not isinstance(module, torch.nn.Linear):
             continue
         gguf_name = names.get(f"{module_name}.weight")
-        if module_name == "lm_head" and tied:
-            gguf_name = "token_embd.weight"  # the tied output matrix is stored once, under the embedding's name
         if gguf_name is None:
             continue
 

@@ -21,39 +21,31 @@ from typing import Any
 import numpy as np
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.export.gguf_types import GGUF_TYPES, gguf_type, quantizer_types
 
-LLAMA_CPP_TYPES = {
-    "q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
-    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
-    "q5_1": "LLAMA_FTYPE_MOSTLY_Q5_1",
-    "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
-    "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
-    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
-    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
-}
+LLAMA_CPP_TYPES = {name: GGUF_TYPES.get(name).llama_ftype for name in quantizer_types()}
 
 
 def _llama_cpp(qtype: str):
     try:
-        import llama_cpp
+        from openrecipe.models.llamacpp import load_llama_cpp
+
+        return load_llama_cpp()
     except ImportError:
         raise OpenRecipeError(
             f"GGUF type {qtype} needs llama.cpp's quantizer (llama-cpp-python)",
-            fix="pip install 'openrecipe[llamacpp]' (make install builds it), or use q4_0",
+            fix="pip install 'openrecipe[llamacpp]' (make install builds it), or export f16/q8_0",
         ) from None
-    return llama_cpp
 
 
 def quantize_gguf(
     source: Path, out: Path, qtype: str, *, imatrix: dict[str, np.ndarray] | None = None
 ) -> dict[str, Any]:
     """Quantize an F16/BF16/F32 GGUF to `qtype` (atomically); returns how many tensors had importance data."""
-    if qtype not in LLAMA_CPP_TYPES:
-        raise OpenRecipeError(f"unknown llama.cpp type {qtype!r}", fix=f"use: {', '.join(LLAMA_CPP_TYPES)}")
+    entry = gguf_type(qtype)
     llama_cpp = _llama_cpp(qtype)
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, LLAMA_CPP_TYPES[qtype])
+    params.ftype = getattr(llama_cpp, entry.llama_ftype)
     keep_alive: list[Any] = []  # the C side reads these buffers during the call
     if imatrix:
         entries = (llama_cpp.llama_model_imatrix_data * (len(imatrix) + 1))()

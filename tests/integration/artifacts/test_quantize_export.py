@@ -7,6 +7,7 @@ import torch
 from openrecipe.errors import OpenRecipeError
 from openrecipe.export.gguf_export import export_gguf, read_back
 from openrecipe.export.ollama import modelfile
+from openrecipe.models.llamacpp import load_llama_cpp
 from openrecipe.models.loading import load_model
 from openrecipe.quantize.torchao_backend import quantize_folder
 
@@ -33,10 +34,11 @@ def test_unknown_quantization_method(tmp_path, tiny_model_dir):
 
 
 def test_gguf_export_reads_back_and_loads_in_transformers(tmp_path, tiny_model_dir):
-    files = export_gguf(tiny_model_dir, tmp_path, ["f16", "q8_0", "q4_0"], name="tiny")
-    info = read_back(tmp_path / "tiny-q4_0.gguf")
+    files = export_gguf(tiny_model_dir, tmp_path, ["f16", "q8_0"], name="tiny")
+    info = read_back(tmp_path / "tiny-q8_0.gguf")
     assert info["architecture"] == "llama" and info["has_chat_template"]
-    assert info["tensor_types"]["Q4_0"] > 0 and info["tensor_types"]["F32"] > 0  # norms stay F32
+    assert info["tensor_types"]["Q8_0"] > 0 and info["tensor_types"]["F32"] > 0  # norms stay F32
+    assert info["tokenizer"] == "gpt2" and info["pre_tokenizer"] == "smollm"
     assert files["q8_0"]["size_bytes"] < files["f16"]["size_bytes"]
     from gguf import GGUFReader
 
@@ -57,9 +59,9 @@ def test_gguf_export_reads_back_and_loads_in_transformers(tmp_path, tiny_model_d
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 def test_llama_cpp_quantizes_and_runs_the_export(tmp_path, tiny_model_dir):
-    from llama_cpp import Llama
-
-    export_gguf(tiny_model_dir, tmp_path, ["q8_0", "q4_k_m"], name="tiny")
+    Llama = load_llama_cpp().Llama
+    export_gguf(tiny_model_dir, tmp_path, ["q8_0", "q4_k_m", "q4_0"], name="tiny")
+    assert read_back(tmp_path / "tiny-q4_0.gguf")["tensor_types"]["Q4_0"] > 0
     assert read_back(tmp_path / "tiny-q4_k_m.gguf")["tensors"] > 0
     llama = Llama(model_path=str(tmp_path / "tiny-q4_k_m.gguf"), n_ctx=128, verbose=False)
     try:
@@ -78,11 +80,13 @@ def test_modelfile_template_and_stops():
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 def test_importance_matrix_covers_every_linear_layer_and_feeds_the_quantizer(tmp_path, tiny_model_dir):
-    from llama_cpp import Llama
-
     from openrecipe.export.importance import importance_matrix
 
-    matrix, tokens = importance_matrix(tiny_model_dir, ["The sea is wide and deep.", "Mountains are tall."])
+    Llama = load_llama_cpp().Llama
+
+    f16 = export_gguf(tiny_model_dir, tmp_path / "f16", ["f16"], name="tiny")["f16"]["path"]
+    texts = ["The sea is wide and deep.", "Mountains are tall."]
+    matrix, tokens = importance_matrix(tiny_model_dir, texts, gguf_file=Path(f16))
     assert tokens > 5
     assert set(matrix) == {
         f"blk.{i}.{n}.weight"
@@ -99,11 +103,11 @@ def test_importance_matrix_covers_every_linear_layer_and_feeds_the_quantizer(tmp
         llama.close()
 
 
-def test_importance_matrix_needs_text(tiny_model_dir):
+def test_importance_matrix_needs_text(tiny_model_dir, tmp_path):
     from openrecipe.export.importance import importance_matrix
 
     with pytest.raises(OpenRecipeError, match="no calibration text"):
-        importance_matrix(tiny_model_dir, [])
+        importance_matrix(tiny_model_dir, [], gguf_file=tmp_path / "unused.gguf")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
