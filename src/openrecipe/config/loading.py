@@ -24,6 +24,8 @@ def _record_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], loader: yam
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:  # `<<: *defaults`: the merged keys are recorded where they are written
+                continue
             key = loader.construct_object(key_node, deep=True)
             if key in seen:
                 raise OpenRecipeError(
@@ -38,6 +40,81 @@ def _record_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], loader: yam
             _record_lines(item, (*path, index), lines, loader)
 
 
+MAX_YAML_BYTES = 8 << 20
+MAX_YAML_NODES = 200_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_SAFE_TAGS = frozenset({_MERGE_TAG, *(tag for tag in yaml.SafeLoader.yaml_constructors if tag is not None)})
+
+
+def _check_node_graph(root: yaml.Node) -> None:
+    """Refuse what would blow up or run code before anything is built: aliases that expand past
+    MAX_YAML_NODES (a few hundred bytes of nested aliases reach billions), recursive aliases, and tags
+    other than YAML's plain types (`!!python/...`)."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            in_progress.discard(key)
+            if sizes[key] > MAX_YAML_NODES:
+                raise OpenRecipeError(
+                    f"YAML aliases expand to more than {MAX_YAML_NODES:,} values",
+                    where=f"line {node.start_mark.line + 1}",
+                    fix="write the values out, or use fewer nested aliases (*name)",
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in in_progress:
+            raise OpenRecipeError(
+                "YAML alias refers to itself",
+                where=f"line {node.start_mark.line + 1}",
+                fix="remove the recursive alias",
+            )
+        if node.tag not in _SAFE_TAGS:
+            raise OpenRecipeError(
+                f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed",
+                where=f"line {node.start_mark.line + 1}",
+                fix="recipes hold plain values: strings, numbers, booleans, lists and mappings",
+            )
+        in_progress.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def compose_bounded(text: str, where: str) -> yaml.Node | None:
+    """yaml.compose plus the checks above; errors name `where` and the line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = error.problem or error.context or "invalid YAML"
+        raise OpenRecipeError(f"YAML syntax error: {problem}", where=f"{where}{line}") from None
+    except (yaml.YAMLError, RecursionError) as error:
+        raise OpenRecipeError(f"YAML syntax error: {type(error).__name__}", where=where) from None
+    if node is not None:
+        try:
+            _check_node_graph(node)
+        except OpenRecipeError as error:
+            raise OpenRecipeError(
+                error.what, where=f"{where}:{(error.where or '').removeprefix('line ')}", fix=error.fix
+            ) from None
+    return node
+
+
 def load_yaml_with_lines(path: str | Path) -> tuple[Any, dict[Loc, int]]:
     """Parse a YAML file safely; return the data and a map from key path to line number."""
     path = Path(path)
@@ -45,32 +122,39 @@ def load_yaml_with_lines(path: str | Path) -> tuple[Any, dict[Loc, int]]:
         raise OpenRecipeError(f"file not found: {path}", fix="check the path")
     if path.is_dir():
         raise OpenRecipeError(f"{path} is a folder, expected a YAML file")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise OpenRecipeError(
+            f"file is larger than {MAX_YAML_BYTES >> 20} MiB", where=str(path), fix="a recipe is a small YAML file"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise OpenRecipeError("file is not UTF-8 text", where=str(path), fix="save it as UTF-8") from error
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        problem = error.problem or error.context or "invalid YAML"
-        raise OpenRecipeError(f"YAML syntax error: {problem}", where=f"{path}{line}") from None
+    node = compose_bounded(text, str(path))
     lines: dict[Loc, int] = {}
     if node is None:
         return {}, lines
     loader = yaml.SafeLoader("")
     try:
         _record_lines(node, (), lines, loader)
+        return loader.construct_document(node), lines
     except OpenRecipeError as error:
         where = f"{path}:{error.where.removeprefix('line ')}" if error.where else str(path)
         raise OpenRecipeError(error.what, where=where, fix=error.fix) from None
-    return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as error:  # e.g. an invalid timestamp or a non-hashable key
+        mark = error.problem_mark or error.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise OpenRecipeError(f"YAML error: {error.problem or error.context}", where=f"{path}{line}") from None
 
 
 def _parse_override_value(text: str) -> Any:
     try:
-        value = yaml.safe_load(text)
+        node = compose_bounded(text, "override")
+        value = yaml.SafeLoader("").construct_document(node) if node is not None else None
+    except OpenRecipeError as error:
+        if "syntax error" in error.what:
+            return text
+        raise
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
@@ -147,27 +231,44 @@ def _unwrap(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _models_at(model: type[BaseModel], loc: Loc) -> list[type[BaseModel]]:
-    """The model classes that own the mapping at `loc` (several if a union is ambiguous)."""
+def _walk_models(model: type[BaseModel], loc: Loc) -> tuple[Loc, list[type[BaseModel]]]:
+    """Follow a pydantic error loc through the schema: the loc without discriminated-union tag steps
+    (pydantic inserts the member's tag, e.g. the stage kind, which may also be a field name: a `clean`
+    stage has a `clean` field), and the model classes that own the mapping at its end."""
     current: list[Any] = [model]
+    kept: list[str | int] = []
     for part in loc:
+        members = [c for c in current if isinstance(c, type) and issubclass(c, BaseModel)]
+        tagged = [c for c in members if _literal_tag(c) == part]
+        if tagged and len(members) > 1:
+            current = tagged
+            continue
         following: list[Any] = []
+        tag_only = True
         for candidate in current:
             origin = typing.get_origin(candidate)
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 field = candidate.model_fields.get(str(part)) if isinstance(part, str) else None
                 if field is not None:
                     following.extend(_unwrap(field.annotation))
-                    continue
-                # A discriminated-union tag step (e.g. the stage kind) names the member itself.
-                if _literal_tag(candidate) == part:
+                    tag_only = False
+                elif _literal_tag(candidate) == part:  # the tag of a one-member union
                     following.append(candidate)
             elif origin in (list, tuple, set) and isinstance(part, int):
                 following.extend(_unwrap(typing.get_args(candidate)[0]))
+                tag_only = False
             elif origin is dict:
                 following.extend(_unwrap(typing.get_args(candidate)[1]))
+                tag_only = False
+        if not (following and tag_only):
+            kept.append(part)
         current = following
-    return [c for c in current if isinstance(c, type) and issubclass(c, BaseModel)]
+    return tuple(kept), [c for c in current if isinstance(c, type) and issubclass(c, BaseModel)]
+
+
+def _models_at(model: type[BaseModel], loc: Loc) -> list[type[BaseModel]]:
+    """The model classes that own the mapping at `loc` (several if a union is ambiguous)."""
+    return _walk_models(model, loc)[1]
 
 
 def _literal_tag(model: type[BaseModel]) -> Any:
@@ -228,7 +329,8 @@ def format_validation_error(
 ) -> list[OpenRecipeError]:
     problems: list[OpenRecipeError] = []
     for item in error.errors(include_url=False):
-        loc: Loc = tuple(item["loc"])
+        raw_loc: Loc = tuple(item["loc"])
+        loc = _walk_models(model, raw_loc)[0]
         kind = item["type"]
         line = _line_for(loc, lines, data)
         where = f"{source}:{line}" if line else source
@@ -236,7 +338,7 @@ def format_validation_error(
         message = item["msg"]
         fix: str | None = None
         if kind == "extra_forbidden":
-            owners = _models_at(model, loc[:-1])
+            owners = _models_at(model, raw_loc[:-1])
             allowed = sorted({name for owner in owners for name in owner.model_fields})
             suggestion = did_you_mean(str(loc[-1]), allowed)
             message = f"unknown key {path!r}"

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
 from pydantic import Field
@@ -75,3 +76,39 @@ def test_override_unknown_stage_id_suggests():
 def test_override_without_equals_is_rejected():
     with pytest.raises(OpenRecipeError, match="not key=value"):
         apply_overrides({}, ["seed"])
+
+
+class CleanSettings(StrictModel):
+    dedup: bool = True
+
+
+class CleanStep(StrictModel):
+    kind: Literal["clean"] = "clean"
+    id: str
+    clean: CleanSettings = CleanSettings()
+
+
+class TrainStep(StrictModel):
+    kind: Literal["train"] = "train"
+    id: str
+    lr: float = 1e-3
+
+
+class Pipeline(StrictModel):
+    stages: list[Annotated[CleanStep | TrainStep, Field(discriminator="kind")]]
+
+
+def test_override_of_unknown_key_names_the_right_model_when_a_kind_is_also_a_field(tmp_path):
+    # pydantic puts the member's tag ("clean") in the error path, and the clean stage also has a field
+    # called "clean": the path and the allowed keys must come from the settings model, not the stage.
+    path = write(tmp_path, "stages:\n  - id: data\n    kind: clean\n    clean:\n      dedup: true\n")
+    data, lines = load_yaml_with_lines(path)
+    apply_overrides(data, ["stages.data.clean.dedupe=false"])
+    with pytest.raises(MultipleErrors) as info:
+        validate_config(Pipeline, data, lines=lines, source=str(path))
+    text = info.value.format()
+    assert f"{path}:5: unknown key 'stages[data].clean.dedupe' — did you mean 'dedup'? allowed keys: dedup" in text
+    data, lines = load_yaml_with_lines(path)
+    apply_overrides(data, ["stages.data.colour=1"])
+    with pytest.raises(MultipleErrors, match=r"'stages\[data\].colour' — allowed keys: clean, id, kind"):
+        validate_config(Pipeline, data, lines=lines, source=str(path))
