@@ -88,7 +88,10 @@ def _extract(sdist: Path, target: Path) -> None:
         if not members:
             raise OpenRecipeError(f"{sdist} holds no vendor/llama.cpp/convert_hf_to_gguf.py", fix="pass the sdist")
         if hasattr(tarfile, "data_filter"):
-            archive.extractall(target, members=members, filter="data")
+            try:
+                archive.extractall(target, members=members, filter="data")
+            except tarfile.FilterError as error:
+                raise OpenRecipeError(f"{sdist} has an unsafe member: {error}", fix="use the PyPI sdist") from None
             return
         for member in members:  # Pythons before the extraction filters: allow plain files and folders only
             if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in member.name:

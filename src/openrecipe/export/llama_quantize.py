@@ -1,14 +1,9 @@
 """llama.cpp's quantizer (through llama-cpp-python), optionally with an importance matrix.
 
-K-quants pack 256 columns per block; rows whose length is not a multiple of 256 (576 on the default
-model: every matrix but ffn_down) fall back to 32-column types, Q4_K → Q5_0. That choice is kept on
-purpose. Picking Q4_1 instead by measured weight error looked better on the base model (+0.7% vs +4.2%
-perplexity) because the default model was distributed as Q4_1 — but on a fine-tune of it, Q4_1 rounds
-the small LoRA deltas straight back onto the base model's grid: the exported Nova model fell from 100%
-to 46% on held-out identity questions. Q5_0's different grid keeps the deltas as rounding noise.
-Measured with llama.cpp on the project's held-out text (data/general/heldout.txt, BF16 perplexity 32.59),
-default model: q4_k_m as llama.cpp picks +8.4%, with an importance matrix (replay corpus + manuals)
-+4.4%, at 0.39x the BF16 size.
+K-quants pack 256 columns per block; rows of other lengths fall back to 32-column types as llama.cpp
+picks them (Q4_K → Q5_0). That choice is kept on purpose: Q4_1 shares the grid many base models are
+distributed on and rounds a fine-tune's small deltas straight back onto it, undoing the fine-tune
+(README, "Merge, quantize, export", has the measurement).
 """
 
 from __future__ import annotations
@@ -22,20 +17,9 @@ import numpy as np
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.export.gguf_types import GGUF_TYPES, gguf_type, quantizer_types
+from openrecipe.models.llamacpp import load_llama_cpp
 
 LLAMA_CPP_TYPES = {name: GGUF_TYPES.get(name).llama_ftype for name in quantizer_types()}
-
-
-def _llama_cpp(qtype: str):
-    try:
-        from openrecipe.models.llamacpp import load_llama_cpp
-
-        return load_llama_cpp()
-    except ImportError:
-        raise OpenRecipeError(
-            f"GGUF type {qtype} needs llama.cpp's quantizer (llama-cpp-python)",
-            fix="pip install 'openrecipe[llamacpp]' (make install builds it), or export f16/q8_0",
-        ) from None
 
 
 def quantize_gguf(
@@ -43,7 +27,7 @@ def quantize_gguf(
 ) -> dict[str, Any]:
     """Quantize an F16/BF16/F32 GGUF to `qtype` (atomically); returns how many tensors had importance data."""
     entry = gguf_type(qtype)
-    llama_cpp = _llama_cpp(qtype)
+    llama_cpp = load_llama_cpp()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, entry.llama_ftype)
     keep_alive: list[Any] = []  # the C side reads these buffers during the call

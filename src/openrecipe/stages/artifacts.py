@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from openrecipe.config.references import SAFE_NAME_PATTERN, BaseRef, ModelReference
-from openrecipe.export.llama_quantize import LLAMA_CPP_TYPES
+from openrecipe.export.gguf_types import GGUF_TYPES, gguf_type
 from openrecipe.merge.mergekit_merge import MergeSettings
 from openrecipe.models.materialize import materialize
 from openrecipe.provenance.records import artifact_bytes
@@ -67,7 +67,9 @@ def run_quantize(context: StageContext, config: QuantizeStage) -> StageResult:
 class ExportStage(StageConfig):
     kind: Literal["export"] = "export"
     model: ModelReference = Field(BaseRef(), description="The model to export")
-    gguf: list[str] = Field(default_factory=lambda: ["f16", "q8_0", "q4_0"], min_length=1)
+    gguf: list[str] = Field(
+        default_factory=lambda: ["f16", "q8_0", "q4_0"], min_length=1, description="GGUF types to write"
+    )
     name: str | None = Field(
         None, pattern=SAFE_NAME_PATTERN, description="File name stem, no folders (default: the recipe name)"
     )
@@ -78,6 +80,14 @@ class ExportStage(StageConfig):
         "use data the model will see, never the text you evaluate on",
     )
 
+    @field_validator("gguf")
+    @classmethod
+    def _known_types(cls, types: list[str]) -> list[str]:
+        for qtype in types:
+            if qtype not in GGUF_TYPES:
+                raise ValueError(GGUF_TYPES.unknown_message(qtype))
+        return types
+
     def artifact_kinds(self) -> dict[str, str]:
         kinds = {f"gguf_{qtype}": GGUF for qtype in self.gguf}
         return {**kinds, "modelfile": FILE} if self.modelfile else kinds
@@ -85,39 +95,30 @@ class ExportStage(StageConfig):
 
 @stage_kind(ExportStage, "GGUF files (llama.cpp, Ollama) with an Ollama Modelfile")
 def run_export(context: StageContext, config: ExportStage) -> StageResult:
-    from transformers import AutoTokenizer
-
-    from openrecipe.export.gguf_export import export_gguf
-    from openrecipe.export.ollama import write_modelfile
+    from openrecipe.export.gguf_export import export_model
 
     folder = materialize(context.resolve_model(config.model), context.stage_dir)
-    name = config.name or context.recipe_name or context.run_dir.name
-    calibration = None
-    if config.calibration and not any(qtype in LLAMA_CPP_TYPES for qtype in config.gguf):
+    records = None
+    if config.calibration and not any(gguf_type(qtype).producer == "quantize" for qtype in config.gguf):
         context.console.print("  [yellow]calibration is only used by llama.cpp types (q4_k_m, ...): ignored[/yellow]")
     elif config.calibration:
-        from openrecipe.export.importance import calibration_texts
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
         records = [record for ref in config.calibration for record in read_ref(context, ref)]
-        calibration = calibration_texts(records, tokenizer)
-    files = export_gguf(folder, context.stage_dir, config.gguf, name=name, calibration=calibration)
+    info = folder / "openrecipe.json"
+    system = json.loads(info.read_text()).get("system_prompt") if info.is_file() else context.system_prompt
+    result = export_model(
+        folder,
+        context.stage_dir,
+        config.gguf,
+        name=config.name or context.recipe_name or context.run_dir.name,
+        calibration_records=records,
+        system_prompt=system,
+        modelfile=config.modelfile,
+    )
+    files = result["files"]
     artifacts = {f"gguf_{qtype}": row["path"] for qtype, row in files.items()}
     metrics = {f"gguf_{qtype}_mb": round(row["size_bytes"] / 1e6, 1) for qtype, row in files.items()}
-    for _qtype, row in files.items():
+    for row in files.values():
         context.console.print(f"  {Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB, {row['tensors']} tensors")
-    if config.modelfile:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        first = Path(files[config.gguf[-1]]["path"]).name
-        info = folder / "openrecipe.json"
-        system = json.loads(info.read_text()).get("system_prompt") if info.is_file() else context.system_prompt
-        artifacts["modelfile"] = str(
-            write_modelfile(
-                context.stage_dir / "Modelfile",
-                first,
-                tokenizer.chat_template or "",
-                system,
-                tokenizer.eos_token or "",
-            )
-        )
+    if "modelfile" in result:
+        artifacts["modelfile"] = result["modelfile"]
     return StageResult(metrics=metrics, artifacts=artifacts)
