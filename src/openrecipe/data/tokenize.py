@@ -12,6 +12,7 @@ from pydantic import Field
 
 from openrecipe.config.base import StrictModel
 from openrecipe.errors import OpenRecipeError
+from openrecipe.models.templates import require_chat_template
 
 IGNORE_INDEX = -100
 
@@ -55,6 +56,7 @@ def with_system_prompt(messages: Sequence[dict[str, Any]], system_prompt: str | 
 
 
 def _render(tokenizer, messages: Sequence[dict[str, Any]], generation_prompt: bool, tools=None) -> str:
+    require_chat_template(tokenizer)  # a base model without one: a user error naming the setting
     extra = {"tools": tools} if tools else {}
     return tokenizer.apply_chat_template(
         list(messages), tokenize=False, add_generation_prompt=generation_prompt, **extra

@@ -99,12 +99,18 @@ def load_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     merge_adapter: bool = False,
+    chat_template: str | Path | None = None,
 ) -> LoadedModel:
-    """Load any model reference for inference (eval mode)."""
+    """Load any model reference for inference (eval mode); `chat_template` (a built-in name or a Jinja
+    file) replaces the model's own template."""
     ref = name if isinstance(name, ModelRef) else resolve_model_ref(name)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
     tokenizer = load_tokenizer(ref, trust_remote_code=trust_remote_code)
+    if chat_template is not None:
+        from openrecipe.models.templates import use_chat_template
+
+        use_chat_template(tokenizer, chat_template, model_name=ref.name)
     model = _load_weights(ref, torch_dtype, trust_remote_code)
     if merge_adapter and ref.kind == "adapter":
         model = model.merge_and_unload()

@@ -107,3 +107,18 @@ def test_the_template_is_saved_with_the_tokenizer(tmp_path):
     tokenizer = use_chat_template(make_tokenizer(ALL_MARKERS), "gemma", model_name="tiny")
     tokenizer.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path).chat_template == BUILTIN_TEMPLATES.get("gemma").source
+
+
+def test_tokenizing_chats_for_a_model_without_a_template_names_the_setting():
+    from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
+
+    with pytest.raises(OpenRecipeError, match="has no chat template") as raised:
+        tokenize_conversations(make_tokenizer([]), [CONVERSATION], TokenizeConfig())
+    assert raised.value.where == "chat_template"
+
+
+def test_load_model_takes_a_template_setting(tiny_model_dir):
+    from openrecipe.models.loading import load_model
+
+    loaded = load_model(str(tiny_model_dir), dtype="float32", chat_template="chatml")
+    assert loaded.tokenizer.chat_template == BUILTIN_TEMPLATES.get("chatml").source
