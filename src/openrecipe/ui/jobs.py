@@ -26,7 +26,7 @@ MAX_CHUNK = 1 << 20
 
 def launch(store: Store, recipe_path: Path, run_dir: Path, name: str, overrides: list[str] | None = None) -> int:
     """Start `openrecipe run RECIPE --out RUN_DIR` detached (same code path as `--detach`) and record the job."""
-    from openrecipe.cli.publish_commands import start_detached
+    from openrecipe.cli.jobs_commands import start_detached
 
     argv = ["run", str(recipe_path.resolve()), *(overrides or []), "--out", str(run_dir.resolve())]
     pid = start_detached(argv, run_dir)
@@ -35,7 +35,7 @@ def launch(store: Store, recipe_path: Path, run_dir: Path, name: str, overrides:
 
 def resume(store: Store, job_id: int) -> int:
     """Re-run the same command: finished stages are reused and training resumes from its checkpoint."""
-    from openrecipe.cli.publish_commands import start_detached
+    from openrecipe.cli.jobs_commands import start_detached
 
     job = store.job(job_id)
     assert job is not None
@@ -56,7 +56,7 @@ def stop(store: Store, job_id: int) -> None:
 
 
 def is_alive(pid: int | None) -> bool:
-    from openrecipe.cli.publish_commands import _alive
+    from openrecipe.cli.jobs_commands import _alive
 
     return bool(pid) and _alive(int(pid))
 

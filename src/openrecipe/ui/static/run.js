@@ -49,6 +49,8 @@ source.addEventListener('log', once(data => {
 source.addEventListener('metric', once(data => {
   if (data.loss !== undefined && data.step !== undefined) {
     (losses[data.stage] = losses[data.stage] || []).push([data.step, data.loss]);
+    const chartBox = document.getElementById('loss-chart');
+    chartBox.dataset.points = (+(chartBox.dataset.points || 0) + 1).toString();
     drawLoss();
   }
   if (data.probes_passed !== undefined) document.getElementById('probes').textContent = `${data.stage}: ${data.probes_passed} @ step ${data.step}`;

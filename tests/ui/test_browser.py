@@ -1,0 +1,205 @@
+"""The workbench end to end in Debian's chromium: fix a bad row, write a recipe with the form, launch on a
+tiny model, refresh and kill+restart the `ui` mid-run, see every line arrive, compare, chat, download."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from openrecipe.ui.auth import new_token
+from openrecipe.ui.settings import UiSettings
+from openrecipe.ui.store import Store
+
+pytestmark = pytest.mark.ui
+
+
+def faq_csv(path: Path) -> Path:
+    rows = [f"What is item {i}?,Item {i} is a {'red' if i % 2 else 'blue'} box." for i in range(40)]
+    rows[6] = "What is item 6?,"  # line 8: an empty answer
+    path.write_text("question,answer\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def recipe_yaml(model_dir: Path) -> str:
+    return f"""name: draft
+base_model: {model_dir}
+system_prompt: You are Nova, Acme Corp's assistant.
+identity: {{name: Nova, organization: Acme Corp}}
+stages:
+  - id: data
+    kind: clean
+    sources:
+      - path: ../data/faq.reviewed.csv
+  - id: sft
+    kind: sft
+    data:
+      - path: stage:data
+    train: {{max_steps: 30, batch_size: 4, precision: fp32, learning_rate: 0.001, save_every_steps: 10}}
+    probes: {{identity: false}}
+    tokenize: {{max_length: 64}}
+  - id: export
+    kind: export
+    model: stage:sft
+    gguf: [q8_0]
+  - id: eval
+    kind: eval
+    baseline: base+prompt
+    variants:
+      - {{name: base+prompt, model: base}}
+      - {{name: sft, model: stage:sft}}
+"""
+
+
+def wait_for(predicate, *, every: float = 0.2, what: str = "condition"):
+    while True:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+
+
+def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tiny_model_dir, tmp_path, screenshots):
+    workspace = tmp_path / "ws"
+    ui = ui_factory(workspace)
+    ui.start()
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="en-US")
+    page.set_default_timeout(120_000)
+
+    # Data: upload a CSV with a bad row, see the CLI's message at its row and field, fix it in the table.
+    page.goto(ui.url + "/data")
+    page.set_input_files("#upload-file", str(faq_csv(tmp_path / "faq.csv")))
+    page.click("#upload-button")
+    page.wait_for_url("**/data?file=faq.csv")
+    bad = page.locator("tr.has-problem")
+    bad.wait_for()
+    assert bad.count() == 1 and bad.get_attribute("data-line") == "8"
+    assert bad.locator("td.bad-cell[data-column=answer] .cell-problem").inner_text() == "answer: empty assistant reply"
+    page.fill("#identity-name", "Nova")
+    page.click("#identity-preview")
+    page.locator("#identity-table tr.identity-zh").first.wait_for()
+    page.screenshot(path=str(screenshots / "data.png"), full_page=True)
+    bad.locator(".edit-row").click()
+    page.fill("tr.editing textarea[data-column=answer]", "Item 6 is a blue box.")
+    page.click("tr.editing .save-row")
+    page.wait_for_function("document.querySelectorAll('tr.has-problem').length === 0")
+    assert "faq.csv.review.json" in page.inner_text("#patch-note")
+
+    # Recipe: YAML on the right fills the schema-generated form; a form edit rewrites the YAML; launch.
+    page.goto(ui.url + "/recipe")
+    name_input = page.locator('[name="root[name]"]')
+    name_input.wait_for()
+    page.fill("#recipe-yaml", recipe_yaml(tiny_model_dir))
+    page.wait_for_function("document.querySelector('[name=\"root[name]\"]').value === 'draft'")
+    name_input.fill("ui-tiny")
+    name_input.press("Tab")
+    page.wait_for_function("document.getElementById('recipe-yaml').value.startsWith('name: ui-tiny')")
+    page.locator("#recipe-valid").wait_for()
+    page.screenshot(path=str(screenshots / "recipe.png"), full_page=True)
+    page.click("#launch-recipe")
+    page.wait_for_url("**/runs/1")
+    run_dir = workspace / "runs" / "ui-tiny"
+    job = json.loads((run_dir / "job.json").read_text())
+
+    # Mid-run: refresh, then kill -9 the ui process and start a new one; the open page reconnects by itself.
+    page.wait_for_function("+(document.getElementById('loss-chart').dataset.points || 0) >= 1")
+    page.reload()
+    page.wait_for_function("+(document.getElementById('loss-chart').dataset.points || 0) >= 1")
+    ui.kill()
+    assert _alive(job["pid"]), "the run should outlive the ui process"
+    lines_before = int(page.inner_text("#log-count"))
+    ui.start()
+    restarted = time.perf_counter()
+    page.wait_for_function(f"+document.getElementById('log-count').textContent > {lines_before}")
+    reattach_s = time.perf_counter() - restarted
+    page.locator("#run-state[data-state=finished]").wait_for(timeout=600_000)
+    page.screenshot(path=str(screenshots / "run.png"), full_page=True)
+    log_lines = (run_dir / "run.log").read_text(encoding="utf-8", errors="replace").split("\n")[:-1]
+    assert page.eval_on_selector("#log", "node => node.textContent").split("\n")[:-1] == log_lines
+    metric_rows = [json.loads(line) for line in (run_dir / "sft" / "metrics.jsonl").read_text().splitlines()]
+    points = int(page.get_attribute("#loss-chart", "data-points"))
+    assert points == sum(1 for row in metric_rows if "loss" in row and "step" in row)
+    print(f"re-attached after restart: first new log line {reattach_s:.2f} s after the ui answered again")
+
+    # Compare: the run's leaderboard with intervals and the prompting-first verdict.
+    page.goto(ui.url + "/compare")
+    page.locator(".leaderboard .variant-row").nth(1).wait_for()
+    assert {page.locator(".variant-row td").nth(i * 0).inner_text() for i in range(1)} <= {"base+prompt", "sft"}
+    assert page.locator(".verdict").count() >= 1
+    page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
+
+    # Chat: the base model with the system prompt next to the fine-tune, each reply labelled.
+    page.goto(ui.url + "/chat")
+    page.select_option("#model-a", label="ui-tiny: base model")
+    page.fill("#system-a", "You are Nova, Acme Corp's assistant.")
+    page.select_option("#model-b", label="ui-tiny: sft/model")
+    page.fill("#chat-input", "Who are you?")
+    page.click("#chat-send")
+    page.locator(".msg.assistant[data-side=a][data-done]").wait_for()
+    page.locator(".msg.assistant[data-side=b][data-done]").wait_for()
+    labels = page.locator(".msg.assistant .who").all_inner_texts()
+    assert labels == ["ui-tiny: base model", "ui-tiny: sft/model"]
+    page.screenshot(path=str(screenshots / "chat.png"), full_page=True)
+
+    # Ship: download the GGUF.
+    page.goto(ui.url + "/ship")
+    with page.expect_download() as download_info:
+        page.locator("a.download", has_text=".gguf").first.click()
+    downloaded = Path(download_info.value.path())
+    assert downloaded.read_bytes()[:4] == b"GGUF"
+    page.screenshot(path=str(screenshots / "ship.png"), full_page=True)
+
+    # The same page in Chinese, chosen with the switch.
+    page.click("#lang-switch")
+    page.wait_for_function("document.getElementById('nav-data').textContent === '数据'")
+    page.screenshot(path=str(screenshots / "ship-zh.png"), full_page=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_auth_in_the_browser(browser, ui_factory, tmp_path, screenshots):
+    workspace = tmp_path / "ws"
+    token = new_token(Store(UiSettings(workspace=workspace).state_file), "ana")
+    ui = ui_factory(workspace)
+    ui.start()
+    page = browser.new_page()
+    page.goto(ui.url + "/data")  # no token: sent to sign in
+    page.wait_for_url("**/login?next=/data")
+    page.fill("#token", "or-not-the-token")
+    page.click("#login-submit")
+    page.locator("#login-failed").wait_for()  # wrong token
+    page.screenshot(path=str(screenshots / "login.png"))
+    page.fill("#token", token)
+    page.click("#login-submit")
+    page.wait_for_url("**/data")
+    no_csrf = page.evaluate(
+        "fetch('/api/recipe/validate', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+        " body: '{}'}).then(r => r.status)"
+    )
+    assert no_csrf == 403
+    with_csrf = page.evaluate(
+        "fetch('/api/recipe/validate', {method: 'POST', headers: {'Content-Type': 'application/json',"
+        " 'X-CSRF-Token': csrfToken()}, body: JSON.stringify({yaml: 'name: x'})}).then(r => r.status)"
+    )
+    assert with_csrf == 200
+    csrf = page.evaluate("csrfToken()")
+    foreign = page.request.post(
+        ui.url + "/api/recipe/validate",
+        data={"yaml": "name: x"},
+        headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"},
+    )
+    assert foreign.status == 403
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    assert page.request.get(ui.url + "/api/jobs").status == 401
+    os.kill(ui.process.pid, signal.SIGTERM)
