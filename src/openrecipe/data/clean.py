@@ -1,21 +1,24 @@
-"""Cleaning with a report: exact and near-duplicate removal, length filters, PII scrubbing.
-
-Near-duplicates use datasketch's MinHash LSH; only the normalization and PII patterns are ours.
-"""
+"""Cleaning with a report: exact and near-duplicate removal, length filters, PII scrubbing, in two
+streaming passes whose memory does not grow with the text (see `Cleaner`)."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import re
 import unicodedata
+from array import array
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xxhash
 from pydantic import Field
 
 from openrecipe.config.base import StrictModel
+from openrecipe.data.minhash import BandIndex
 from openrecipe.data.records import Record
 
 
@@ -115,80 +118,145 @@ class CleanReport:
         }
 
 
-def _hash32(data: bytes) -> int:
-    # xxhash (already a dependency of `datasets`) is ~10x faster than datasketch's default SHA-1.
-    return xxhash.xxh32_intdigest(data)
-
-
-def _shingles(text: str, size: int) -> set[bytes]:
-    if len(text) <= size:
-        return {text.encode()}
-    return {text[i : i + size].encode() for i in range(len(text) - size + 1)}
-
-
 def _map_text(record: Record, function) -> Record:
     if record.messages is not None:
         messages = [{**message, "content": function(message["content"])} for message in record.messages]
-        return Record(messages=messages, where=record.where, extra=record.extra)
+        return Record(messages=messages, where=record.where, extra=record.extra, tools=record.tools)
     return Record(text=function(record.text or ""), where=record.where, extra=record.extra)
 
 
-def clean_records(records: list[Record], config: CleanConfig) -> tuple[list[Record], CleanReport]:
-    """Apply every rule in a fixed order; each removal is counted and exemplified."""
-    from datasketch import MinHash, MinHashLSH
+class Spill:
+    """Where records wait between the two passes: in memory for small data, else a JSONL file on disk."""
 
-    report = CleanReport(rows_in=len(records))
-    limit = config.examples_per_rule
-    keep = set(config.pii_keep_organization_contacts)
-    kept: list[Record] = []
-    seen_exact: dict[str, str] = {}
-    lsh = MinHashLSH(threshold=config.near_dedup_threshold, num_perm=config.num_perm) if config.near_dedup else None
-    # The random permutations depend only on (num_perm, seed): build them once, not per record.
-    template = MinHash(num_perm=config.num_perm, seed=1, hashfunc=_hash32)
-    permutations, scheme = template.permutations, template.scheme
-    for number, record in enumerate(records):
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._items: list[Record] = []
+        self._handle = open(path, "w", encoding="utf-8") if path is not None else None  # noqa: SIM115
+
+    def append(self, record: Record) -> None:
+        if self._handle is None:
+            self._items.append(record)
+            return
+        row = {"where": record.where, "extra": record.extra, "tools": record.tools}
+        row["messages" if record.messages is not None else "text"] = (
+            record.messages if record.messages is not None else record.text
+        )
+        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def __iter__(self) -> Iterator[Record]:
+        if self._handle is None:
+            yield from self._items
+            return
+        self._handle.close()
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                yield Record(
+                    messages=row.get("messages"),
+                    text=row.get("text"),
+                    where=row["where"],
+                    extra=row["extra"],
+                    tools=row["tools"],
+                )
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self.path.unlink(missing_ok=True)
+
+
+class Cleaner:
+    """Cleaning in two passes and bounded memory: `add` every record (length filters, then an 8-byte exact
+    key and the near-duplicate band keys), then iterate `kept()` (duplicates resolved, PII scrubbed).
+
+    A record is an exact duplicate of the first with the same normalized text, and a near duplicate of
+    the first earlier record sharing an LSH band with it (exact duplicates take no part).
+    """
+
+    def __init__(self, config: CleanConfig, spill: Spill | None = None) -> None:
+        self.config = config
+        self.report = CleanReport()
+        self.spill = spill if spill is not None else Spill()
+        self._exact = array("Q")
+        self._bands = BandIndex(config.near_dedup_threshold, config.num_perm, config.shingle_size)
+
+    def add(self, record: Record) -> None:
+        config, report = self.config, self.report
+        report.rows_in += 1
         text = record.content_text()
         length = len(text.strip())
         if length < config.min_chars:
             report.removed["too_short"] += 1
-            report.note("too_short", record, limit, f"{length} < min_chars={config.min_chars}")
-            continue
+            report.note("too_short", record, config.examples_per_rule, f"{length} < min_chars={config.min_chars}")
+            return
         if config.max_chars is not None and length > config.max_chars:
             report.removed["too_long"] += 1
-            report.note("too_long", record, limit, f"{length} > max_chars={config.max_chars}")
-            continue
+            report.note("too_long", record, config.examples_per_rule, f"{length} > max_chars={config.max_chars}")
+            return
         key = normalize(text)
-        if config.dedup:
-            digest = hashlib.sha256(key.encode()).hexdigest()
-            if digest in seen_exact:
+        self._exact.append(xxhash.xxh3_64_intdigest(key.encode()) if config.dedup else len(self._exact))
+        if config.near_dedup:
+            self._bands.add(key)
+        self.spill.append(record)
+
+    def _duplicates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per spilled record: the ordinal of the record it exactly duplicates, and of the one it nearly
+        duplicates (its own ordinal where it is neither)."""
+        count = len(self._exact)
+        exact = np.frombuffer(self._exact, dtype=np.uint64) if count else np.zeros(0, dtype=np.uint64)
+        _, first_index, inverse = np.unique(exact, return_index=True, return_inverse=True)
+        exact_of = first_index[inverse.reshape(-1)] if count else np.zeros(0, dtype=np.int64)
+        if not self.config.near_dedup:
+            return exact_of, np.arange(count)
+        return exact_of, self._bands.first_matches(include=exact_of == np.arange(count))
+
+    def kept(self) -> Iterator[Record]:
+        config, report, limit = self.config, self.report, self.config.examples_per_rule
+        exact_of, near_of = self._duplicates()
+        ordinals = np.arange(len(exact_of))
+        wanted = set(exact_of[exact_of != ordinals][:limit].tolist()) | set(
+            near_of[near_of != ordinals][:limit].tolist()
+        )
+        wheres: dict[int, str] = {}
+        keep = set(config.pii_keep_organization_contacts)
+        for ordinal, record in enumerate(self.spill):
+            if ordinal in wanted:
+                wheres[ordinal] = record.where
+            if exact_of[ordinal] != ordinal:
                 report.removed["exact_duplicate"] += 1
-                report.note("exact_duplicate", record, limit, f"same as {seen_exact[digest]}")
+                target = int(exact_of[ordinal])
+                report.note("exact_duplicate", record, limit, f"same as {wheres.get(target, f'row {target}')}")
                 continue
-            seen_exact[digest] = record.where
-        if lsh is not None:
-            signature = MinHash(
-                num_perm=config.num_perm, seed=1, hashfunc=_hash32, permutations=permutations, scheme=scheme
-            )
-            signature.update_batch(list(_shingles(key, config.shingle_size)))
-            similar = lsh.query(signature)
-            if similar:
+            if near_of[ordinal] != ordinal:
                 report.removed["near_duplicate"] += 1
-                report.note("near_duplicate", record, limit, f"similar to {records[int(similar[0])].where}")
+                target = int(near_of[ordinal])
+                report.note("near_duplicate", record, limit, f"similar to {wheres.get(target, f'row {target}')}")
                 continue
-            lsh.insert(str(number), signature)
-        if config.pii:
-            totals: Counter = Counter()
+            if config.pii:
+                record = self._scrub(record, keep)
+            report.rows_out += 1
+            yield record
+        self.spill.close()
 
-            def scrub(content: str, totals: Counter = totals) -> str:
-                scrubbed, counts = scrub_pii(content, keep)
-                totals.update(counts)
-                return scrubbed
+    def _scrub(self, record: Record, keep: set[str]) -> Record:
+        totals: Counter = Counter()
 
-            cleaned = _map_text(record, scrub)
-            for rule, count in totals.items():
-                report.modified[f"pii_{rule}"] += count
-                report.note(f"pii_{rule}", cleaned, limit)  # the scrubbed text: a report must not leak PII
-            record = cleaned
-        kept.append(record)
-    report.rows_out = len(kept)
-    return kept, report
+        def scrub(content: str) -> str:
+            scrubbed, counts = scrub_pii(content, keep)
+            totals.update(counts)
+            return scrubbed
+
+        cleaned = _map_text(record, scrub)
+        for rule, count in totals.items():
+            self.report.modified[f"pii_{rule}"] += count
+            self.report.note(f"pii_{rule}", cleaned, self.config.examples_per_rule)  # scrubbed: no PII in reports
+        return cleaned
+
+
+def clean_records(records: Iterable[Record], config: CleanConfig) -> tuple[list[Record], CleanReport]:
+    """Apply every rule in a fixed order (length, exact, near, PII); each removal is counted and exemplified."""
+    cleaner = Cleaner(config)
+    for record in records:
+        cleaner.add(record)
+    kept = list(cleaner.kept())
+    return kept, cleaner.report
