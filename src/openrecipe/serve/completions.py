@@ -81,7 +81,7 @@ class Generation:
                 param="messages" if self.chat else "prompt",
                 code="context_length_exceeded",
             )
-        return min(requested or self.settings.default_max_tokens, context - longest)
+        return min(requested or min(self.settings.default_max_tokens, cap), context - longest)
 
     def _request(self, prompt: Prompt, max_tokens: int, index: int, sample: int) -> GenerationRequest:
         body = self.body
