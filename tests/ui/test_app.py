@@ -202,14 +202,15 @@ def test_auth_tokens_csrf_origin_and_no_paths_for_remote_users(workspace):
 
 
 def test_sessions_expire(workspace):
+    token = new_token(Store(UiSettings(workspace=workspace).state_file), "ana")
     with client_for(workspace) as client:
-        client.get("/data")
-        store = client.app.state.store
-        with store.transaction() as db:
+        login = client.get("/login")
+        form_token = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+        client.post("/login", data={"csrf": form_token, "token": token}, follow_redirects=False)
+        assert client.get("/api/jobs").status_code == 200
+        with client.app.state.store.transaction() as db:
             db.execute("UPDATE sessions SET expires = ?", (time.time() - 1,))
-        old_csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/data").text)
-        assert old_csrf is not None  # loopback without credentials: a fresh session is issued
-        assert store.query("SELECT COUNT(*) AS n FROM sessions WHERE expires > ?", (time.time(),))[0]["n"] == 1
+        assert client.get("/api/jobs").status_code == 401
 
 
 def test_non_loopback_host_needs_credentials(tmp_path):
@@ -241,3 +242,38 @@ def test_vendored_assets_match_their_manifest():
         assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == entry["sha256"], name
     for template in (vendor.parent.parent / "templates").glob("*.html"):
         assert not re.search(r"""(src|href)=["']https?://""", template.read_text()), template.name
+
+
+def _write(kind: str, path: Path) -> Path:
+    good = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    bad = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": " "}]
+    if kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"messages": [good, bad, good]}), path)
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps({"messages": m}) + "\n" for m in (good, bad, good)))
+    else:
+        from openpyxl import Workbook
+
+        book = Workbook()
+        sheet = book.active
+        for row in (("question", "answer"), ("Hi?", "Hello."), ("Hi?", None), ("Bye?", "Bye.")):
+            sheet.append(row)
+        book.save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl", "xlsx"])
+def test_every_upload_format_shows_its_bad_row(workspace, tmp_path, kind):
+    source = _write(kind, tmp_path / f"rows.{kind}")
+    with client_for(workspace) as client:
+        csrf = csrf_of(client)
+        client.post(f"/api/data/upload?name=rows.{kind}", content=source.read_bytes(), headers={"X-CSRF-Token": csrf})
+        page = client.get("/api/data/page", params={"file": f"rows.{kind}"}).json()
+        assert page["num_rows"] == 3
+        problems = [(r["row"], p["field"], p["message"]) for r in page["rows"] for p in r["problems"]]
+        field = "answer" if kind == "xlsx" else "messages"
+        reason = "answer: empty assistant reply" if kind == "xlsx" else "messages[1].content: empty assistant reply"
+        assert problems == [(1, field, reason)]

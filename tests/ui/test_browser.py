@@ -18,10 +18,32 @@ from openrecipe.ui.store import Store
 pytestmark = pytest.mark.ui
 
 
+COLOURS = ["red", "blue", "green", "amber", "violet", "silver", "coral", "olive"]
+THINGS = ["box", "lamp", "kettle", "router", "chair"]
+
+
 def faq_csv(path: Path) -> Path:
-    rows = [f"What is item {i}?,Item {i} is a {'red' if i % 2 else 'blue'} box." for i in range(40)]
-    rows[6] = "What is item 6?,"  # line 8: an empty answer
+    rows = [
+        f"Which colour is the {THINGS[i % 5]} number {i}?,The {THINGS[i % 5]} number {i} is {COLOURS[i % 8]}."
+        for i in range(40)
+    ]
+    rows[6] = "Which colour is the chair number 6?,"  # line 8: an empty answer
     path.write_text("question,answer\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def eval_tests(path: Path) -> Path:
+    rows = [
+        {
+            "prompt": f"Which colour is the {THINGS[i % 5]} number {i}?",
+            "references": [COLOURS[i % 8]],
+            "metric": "contains",
+            "domain": domain,
+            "max_new_tokens": 6,
+        }
+        for i, domain in ((1, "colours"), (2, "colours"), (3, "colours"), (12, "other"))
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 
@@ -29,7 +51,6 @@ def recipe_yaml(model_dir: Path) -> str:
     return f"""name: draft
 base_model: {model_dir}
 system_prompt: You are Nova, Acme Corp's assistant.
-identity: {{name: Nova, organization: Acme Corp}}
 stages:
   - id: data
     kind: clean
@@ -49,6 +70,7 @@ stages:
   - id: eval
     kind: eval
     baseline: base+prompt
+    tests: [../data/tests.jsonl]
     variants:
       - {{name: base+prompt, model: base}}
       - {{name: sft, model: stage:sft}}
@@ -65,6 +87,8 @@ def wait_for(predicate, *, every: float = 0.2, what: str = "condition"):
 
 def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tiny_model_dir, tmp_path, screenshots):
     workspace = tmp_path / "ws"
+    (workspace / "data").mkdir(parents=True)
+    eval_tests(workspace / "data" / "tests.jsonl")
     ui = ui_factory(workspace)
     ui.start()
     page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="en-US")
@@ -84,7 +108,7 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
     page.locator("#identity-table tr.identity-zh").first.wait_for()
     page.screenshot(path=str(screenshots / "data.png"), full_page=True)
     bad.locator(".edit-row").click()
-    page.fill("tr.editing textarea[data-column=answer]", "Item 6 is a blue box.")
+    page.fill("tr.editing textarea[data-column=answer]", "The chair number 6 is coral.")
     page.click("tr.editing .save-row")
     page.wait_for_function("document.querySelectorAll('tr.has-problem').length === 0")
     assert "faq.csv.review.json" in page.inner_text("#patch-note")
@@ -111,11 +135,12 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
     page.wait_for_function("+(document.getElementById('loss-chart').dataset.points || 0) >= 1")
     ui.kill()
     assert _alive(job["pid"]), "the run should outlive the ui process"
-    lines_before = int(page.inner_text("#log-count"))
+    connections = int(page.get_attribute("body", "data-connections"))
     ui.start()
     restarted = time.perf_counter()
-    page.wait_for_function(f"+document.getElementById('log-count').textContent > {lines_before}")
+    page.wait_for_function(f"+document.body.dataset.connections > {connections}")  # EventSource reconnected
     reattach_s = time.perf_counter() - restarted
+    assert _alive(job["pid"]), "restart the ui while the run is still going"
     page.locator("#run-state[data-state=finished]").wait_for(timeout=600_000)
     page.screenshot(path=str(screenshots / "run.png"), full_page=True)
     log_lines = (run_dir / "run.log").read_text(encoding="utf-8", errors="replace").split("\n")[:-1]
@@ -123,12 +148,15 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
     metric_rows = [json.loads(line) for line in (run_dir / "sft" / "metrics.jsonl").read_text().splitlines()]
     points = int(page.get_attribute("#loss-chart", "data-points"))
     assert points == sum(1 for row in metric_rows if "loss" in row and "step" in row)
-    print(f"re-attached after restart: first new log line {reattach_s:.2f} s after the ui answered again")
+    print(f"the open page re-attached {reattach_s:.2f} s after the restarted ui answered")
+    assert reattach_s < 2.0
 
     # Compare: the run's leaderboard with intervals and the prompting-first verdict.
     page.goto(ui.url + "/compare")
     page.locator(".leaderboard .variant-row").nth(1).wait_for()
-    assert {page.locator(".variant-row td").nth(i * 0).inner_text() for i in range(1)} <= {"base+prompt", "sft"}
+    variants = page.locator(".leaderboard .variant-row td:first-child").all_inner_texts()
+    assert variants == ["base+prompt", "sft"]
+    assert "n=3" in page.inner_text(".leaderboard")  # the colours domain, with its interval
     assert page.locator(".verdict").count() >= 1
     page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
 
