@@ -18,6 +18,7 @@ from openrecipe.cli import (
     publish_commands,
     recipe_commands,
     serve_commands,
+    sweep_commands,
 )
 from openrecipe.errors import OpenRecipeError, RunInterrupted
 
@@ -90,6 +91,7 @@ serve_commands.register(app)
 eval_commands.register(app)
 publish_commands.register(app)
 artifact_commands.register(app)
+sweep_commands.register(app)
 
 
 def main() -> None:
