@@ -3,7 +3,9 @@ decide on the cleaner's proposals, preview the identity set."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +43,19 @@ def resolve_file(request: Request, name: str) -> Path:
     return path
 
 
+_OPENING = threading.Lock()
+
+
 def get_table(request: Request, name: str) -> DataTable:
+    """One parsed and validated table per file, re-read when the file changes on disk."""
     path = resolve_file(request, name)
     tables: dict[str, Any] = request.app.state.tables
-    stamp = path.stat().st_mtime_ns
-    cached = tables.get(str(path))
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, DataTable.open(path))
-        tables[str(path)] = cached
+    with _OPENING:  # two requests for a big file right after upload must not both parse it
+        stamp = path.stat().st_mtime_ns
+        cached = tables.get(str(path))
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, DataTable.open(path))
+            tables[str(path)] = cached
     return cached[1]
 
 
@@ -97,8 +104,6 @@ async def page(
     page: int = 1,
     size: int = 50,
 ):
-    import asyncio
-
     table = await asyncio.to_thread(get_table, request, file)
     result = await asyncio.to_thread(
         table.page, query=q, sort=sort, descending=desc, only=only, page=page, size=min(max(size, 1), 500)
@@ -127,21 +132,30 @@ async def page(
 @router.post("/api/data/edit")
 async def edit(request: Request):
     body = await request.json()
-    table = get_table(request, body["file"])
-    try:
-        problems = table.edit(int(body["row"]), {str(k): str(v) for k, v in body["values"].items()})
-    except ValueError as error:
-        raise OpenRecipeError(str(error)) from None
-    _refresh_reviewed(table)
+
+    def work():
+        table = get_table(request, body["file"])
+        try:
+            problems = table.edit(int(body["row"]), {str(k): str(v) for k, v in body["values"].items()})
+        except ValueError as error:
+            raise OpenRecipeError(str(error)) from None
+        _refresh_reviewed(table)
+        return problems
+
+    problems = await asyncio.to_thread(work)
     return {"problems": [p.to_json() for p in problems]}
 
 
 @router.post("/api/data/flag")
 async def flag(request: Request):
     body = await request.json()
-    table = get_table(request, body["file"])
-    table.flag(int(body["row"]), bool(body["flagged"]))
-    _refresh_reviewed(table)
+
+    def work():
+        table = get_table(request, body["file"])
+        table.flag(int(body["row"]), bool(body["flagged"]))
+        _refresh_reviewed(table)
+
+    await asyncio.to_thread(work)
     return {"ok": True}
 
 
@@ -153,8 +167,6 @@ def _refresh_reviewed(table: DataTable) -> None:
 
 @router.post("/api/data/proposals")
 async def proposals(request: Request):
-    import asyncio
-
     from openrecipe.ui.proposals import cleaner_proposals
 
     body = await request.json()
@@ -180,7 +192,7 @@ async def decide(request: Request):
         if k in body["proposal"]
     }
     table.review.decide(body["proposal"]["key"], proposal, body["decision"])
-    _refresh_reviewed(table)
+    await asyncio.to_thread(_refresh_reviewed, table)
     return JSONResponse({"ok": True})
 
 

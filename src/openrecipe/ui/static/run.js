@@ -32,6 +32,7 @@ function setState(state) {
 }
 
 const source = new EventSource(`/api/jobs/${window.JOB_ID}/events`);
+source.addEventListener('open', () => { document.body.dataset.connections = +(document.body.dataset.connections || 0) + 1; });
 function once(handler) {
   return event => {
     if (event.lastEventId && seenIds.has(event.lastEventId)) return;
