@@ -19,6 +19,7 @@ from openrecipe.cli import (
     recipe_commands,
     serve_commands,
     sweep_commands,
+    ui_commands,
 )
 from openrecipe.errors import OpenRecipeError, RunInterrupted
 
@@ -92,6 +93,7 @@ eval_commands.register(app)
 publish_commands.register(app)
 artifact_commands.register(app)
 sweep_commands.register(app)
+ui_commands.register(app)
 
 
 def main() -> None:
