@@ -1,4 +1,5 @@
-"""An Ollama Modelfile whose TEMPLATE reproduces the model's chat template (ChatML-style or Llama-3)."""
+"""An Ollama Modelfile whose TEMPLATE reproduces the model's chat template (ChatML, Llama 3, Gemma); for
+any other template no TEMPLATE is written, and Ollama takes the one embedded in the GGUF."""
 
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ def modelfile(gguf_name: str, chat_template: str, system_prompt: str | None, eos
             "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
         )
         stops = ["<|eot_id|>"]
+    elif "<start_of_turn>" in chat_template:
+        template = (
+            "{{ range $i, $m := .Messages }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}user"
+            "{{ end }}\n{{ if and (eq $i 0) $.System }}{{ $.System }}\n\n{{ end }}{{ .Content }}<end_of_turn>\n"
+            "{{ end }}<start_of_turn>model\n"
+        )
+        stops = ["<end_of_turn>"]
     else:
-        template = "{{ range .Messages }}{{ .Content }}\n{{ end }}"
-        stops = [eos_token]
-    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
+        template, stops = None, [eos_token] if eos_token else []
+    lines = [f"FROM ./{gguf_name}"]
+    if template:
+        lines.append(f'TEMPLATE """{template}"""')
     if system_prompt:
         lines.append(f'SYSTEM """{system_prompt}"""')
     lines += [f'PARAMETER stop "{stop}"' for stop in stops]
