@@ -157,9 +157,7 @@ def test_sse_replays_after_last_event_id(workspace, tmp_path):
         run_dir.mkdir()
         (run_dir / "run.log").write_text("".join(f"line {i}\n" for i in range(5)))
         job_id = store.add_job("run", str(run_dir), "r.yaml", ["run"], pid=_dead_pid())
-        for _ in range(100):
-            if store.job(job_id)["state"] != "running":
-                break
+        while store.job(job_id)["state"] == "running":
             time.sleep(0.05)
         body = client.get(f"/api/jobs/{job_id}/events").text
         ids = [int(i) for i in re.findall(r"^id: (\d+)$", body, re.M)]
@@ -277,3 +275,25 @@ def test_every_upload_format_shows_its_bad_row(workspace, tmp_path, kind):
         field = "answer" if kind == "xlsx" else "messages"
         reason = "answer: empty assistant reply" if kind == "xlsx" else "messages[1].content: empty assistant reply"
         assert problems == [(1, field, reason)]
+
+
+def test_stop_and_resume_buttons_signal_and_rerun_the_detached_job(workspace, tmp_path):
+    """Stop is `openrecipe stop` (SIGTERM); resume starts the job's same command again, detached."""
+    with client_for(workspace) as client:
+        csrf = csrf_of(client)
+        store = client.app.state.store
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+        job_id = store.add_job("run", str(run_dir), "r.yaml", ["version-check", "--help"], pid=sleeper.pid)
+        assert client.post(f"/api/jobs/{job_id}/stop", headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert sleeper.wait() == -15
+        while store.job(job_id)["state"] == "running":
+            time.sleep(0.1)
+        assert store.job(job_id)["state"] == "exited"
+        resumed = client.post(f"/api/jobs/{job_id}/resume", headers={"X-CSRF-Token": csrf}).json()
+        assert resumed["pid"] != sleeper.pid and store.job(job_id)["pid"] == resumed["pid"]
+        while store.job(job_id)["state"] == "running":
+            time.sleep(0.1)
+        logged = [json.loads(e["data"]) for e in store.events_after(job_id, 0) if e["kind"] == "log"]
+        assert any("No such command 'version-check'" in e["line"] for e in logged)  # the same argv ran again

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from openrecipe.ui.auth import new_token
+from openrecipe.ui.auth import new_token, verify_secret
+from openrecipe.ui.jobs import is_alive
 from openrecipe.ui.settings import UiSettings
 from openrecipe.ui.store import Store
 
@@ -77,14 +78,6 @@ stages:
 """
 
 
-def wait_for(predicate, *, every: float = 0.2, what: str = "condition"):
-    while True:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-
-
 def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tiny_model_dir, tmp_path, screenshots):
     workspace = tmp_path / "ws"
     (workspace / "data").mkdir(parents=True)
@@ -92,7 +85,7 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
     ui = ui_factory(workspace)
     ui.start()
     page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="en-US")
-    page.set_default_timeout(120_000)
+    page.set_default_timeout(0)  # no time limit: the machine may be slow
 
     # Data: upload a CSV with a bad row, see the CLI's message at its row and field, fix it in the table.
     page.goto(ui.url + "/data")
@@ -141,7 +134,7 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
     page.wait_for_function(f"+document.body.dataset.connections > {connections}")  # EventSource reconnected
     reattach_s = time.perf_counter() - restarted
     assert _alive(job["pid"]), "restart the ui while the run is still going"
-    page.locator("#run-state[data-state=finished]").wait_for(timeout=600_000)
+    page.locator("#run-state[data-state=finished]").wait_for()
     page.screenshot(path=str(screenshots / "run.png"), full_page=True)
     log_lines = (run_dir / "run.log").read_text(encoding="utf-8", errors="replace").split("\n")[:-1]
     assert page.eval_on_selector("#log", "node => node.textContent").split("\n")[:-1] == log_lines
@@ -179,12 +172,39 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
         page.locator("a.download", has_text=".gguf").first.click()
     downloaded = Path(download_info.value.path())
     assert downloaded.read_bytes()[:4] == b"GGUF"
+
+    # A private server for the GGUF: the key is shown once, only its hash is stored, and the server wants it.
+    page.locator("button.start-server").first.click()
+    key = page.locator("#server-key").inner_text()
+    server = Store(UiSettings(workspace=workspace).state_file).query("SELECT port, pid, key_hash FROM servers")[0]
+    assert key.startswith("sk-or-") and key not in json.dumps(server) and verify_secret(key, server["key_hash"])
+    models = f"http://127.0.0.1:{server['port']}/v1/models"
+    try:
+        assert _status(models, key, server["pid"]) == 200 and _status(models, "sk-wrong-key", server["pid"]) == 401
+    finally:
+        os.killpg(server["pid"], signal.SIGTERM)
     page.screenshot(path=str(screenshots / "ship.png"), full_page=True)
 
     # The same page in Chinese, chosen with the switch.
     page.click("#lang-switch")
     page.wait_for_function("document.getElementById('nav-data').textContent === '数据'")
     page.screenshot(path=str(screenshots / "ship-zh.png"), full_page=True)
+
+
+def _status(url: str, key: str, pid: int) -> int:
+    """HTTP status of a GET with a bearer key, once the server (process `pid`) is up."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    while True:
+        try:
+            return urllib.request.urlopen(request, timeout=30).status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            assert is_alive(pid), "the model server exited; see its serve-PORT.log in the run folder"
+            time.sleep(0.5)
 
 
 def _alive(pid: int) -> bool:
@@ -201,6 +221,7 @@ def test_auth_in_the_browser(browser, ui_factory, tmp_path, screenshots):
     ui = ui_factory(workspace)
     ui.start()
     page = browser.new_page()
+    page.set_default_timeout(0)
     page.goto(ui.url + "/data")  # no token: sent to sign in
     page.wait_for_url("**/login?next=/data")
     page.fill("#token", "or-not-the-token")

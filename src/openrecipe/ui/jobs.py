@@ -145,11 +145,18 @@ def poll_job(store: Store, job: dict[str, Any]) -> int:
 
 
 def _final_state(run_dir: Path) -> str:
+    """finished, failed, or stopped (SIGTERM saved a checkpoint: a re-run resumes)."""
     try:
-        status = json.loads((run_dir / "report.json").read_text()).get("status")
+        report = json.loads((run_dir / "report.json").read_text())
     except (OSError, json.JSONDecodeError):
         return "exited"
-    return {"ok": "finished", "running": "stopped"}.get(status, status or "exited")
+    status = report.get("status")
+    if status == "ok":
+        return "finished"
+    interrupted = any("re-run the same command to resume" in str(s.get("error", "")) for s in report.get("stages", []))
+    if status == "running" or interrupted:
+        return "stopped"
+    return status or "exited"
 
 
 class Watcher:

@@ -4,6 +4,7 @@ models side by side, and ship: downloads, the publish bundle, a private server w
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import secrets
@@ -182,7 +183,8 @@ async def start_server(request: Request):
         raise HTTPException(404)
     key = "sk-or-" + secrets.token_urlsafe(24)
     port = _free_port()
-    engine = "llamacpp" if artifact.suffix == ".gguf" else "transformers"
+    native = artifact.suffix == ".gguf" and importlib.util.find_spec("llama_cpp") is not None
+    engine = "llamacpp" if native else "transformers"  # transformers dequantizes a GGUF when llama.cpp is absent
     log = open(run_dir / f"serve-{port}.log", "ab")  # noqa: SIM115 (handed to the child)
     process = subprocess.Popen(
         [sys.executable, "-m", "openrecipe", "serve", str(artifact), "--port", str(port), "--engine", engine],
