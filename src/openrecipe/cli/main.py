@@ -13,7 +13,10 @@ from openrecipe import __version__
 from openrecipe.cli import (
     artifact_commands,
     data_commands,
+    doctor_commands,
     eval_commands,
+    import_commands,
+    jobs_commands,
     model_commands,
     publish_commands,
     recipe_commands,
@@ -91,8 +94,11 @@ data_commands.register(app)
 serve_commands.register(app)
 eval_commands.register(app)
 publish_commands.register(app)
+jobs_commands.register(app)
 artifact_commands.register(app)
 sweep_commands.register(app)
+doctor_commands.register(app)
+import_commands.register(app)
 ui_commands.register(app)
 
 

@@ -1,0 +1,97 @@
+"""What every importer returns, and the pieces they share: writing and validating the recipe."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from openrecipe.errors import OpenRecipeError
+
+SCHEDULES = {
+    "cosine": "cosine",
+    "cosine_with_restarts": "cosine",
+    "cosine_with_min_lr": "cosine",
+    "linear": "linear",
+    "constant": "constant",
+    "constant_with_warmup": "constant",
+}
+
+
+@dataclass
+class Imported:
+    """A recipe as plain data, plus every source key that has no equivalent (key → why)."""
+
+    recipe: dict[str, Any]
+    unmapped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    from openrecipe.config.loading import load_yaml_with_lines
+
+    data, _ = load_yaml_with_lines(path)
+    if not isinstance(data, dict):
+        raise OpenRecipeError("expected a YAML mapping of settings", where=str(path))
+    return data
+
+
+def relative_to(target: Path, recipe_dir: Path) -> str:
+    """A path as the recipe will name it: relative to the recipe's folder (the rule for every recipe path)."""
+    return Path(os.path.relpath(target.resolve(), recipe_dir.resolve())).as_posix()
+
+
+def schedule(name: Any, imported: Imported, key: str) -> str | None:
+    if name is None:
+        return None
+    if str(name) in SCHEDULES:
+        if SCHEDULES[str(name)] != name:
+            imported.notes.append(f"{key}: {name} is imported as {SCHEDULES[str(name)]}")
+        return SCHEDULES[str(name)]
+    imported.unmapped[key] = f"schedule {name!r} has no equivalent (cosine, linear or constant)"
+    return None
+
+
+def positive_or_none(value: Any) -> Any:
+    return value if isinstance(value, int | float) and value > 0 else None
+
+
+NULL_MEANS_NO_LIMIT = {"max_chars"}
+
+
+def prune(value: Any) -> Any:
+    """Drop None values and empty mappings so the recipe states only what the source config set
+    (except keys where null is a setting: no limit)."""
+    if isinstance(value, dict):
+        pruned = {key: prune(item) for key, item in value.items()}
+        return {
+            key: item for key, item in pruned.items() if (item is not None or key in NULL_MEANS_NO_LIMIT) and item != {}
+        }
+    if isinstance(value, list):
+        return [prune(item) for item in value]
+    return value
+
+
+def write_recipe(imported: Imported, out: Path, source: Path, tool: str) -> Path:
+    """Write the recipe with a header naming its origin, then validate it like any recipe."""
+    from openrecipe.recipe.schema import load_recipe
+
+    header = [f"# Imported from {tool} config {source.name} by `openrecipe import {tool.lower()}`."]
+    if imported.unmapped:
+        header.append("# Settings with no equivalent (not imported):")
+        header += [f"#   {key}: {why}" for key, why in sorted(imported.unmapped.items())]
+    header += [f"# Note: {note}" for note in imported.notes]
+    body = yaml.safe_dump(prune(imported.recipe), sort_keys=False, allow_unicode=True, width=110)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
+    load_recipe(out)
+    return out
+
+
+def recipe_fields() -> set[str]:
+    from openrecipe.recipe.schema import recipe_model
+
+    return set(recipe_model().model_fields)
