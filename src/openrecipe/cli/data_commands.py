@@ -28,11 +28,18 @@ def _identity(name: str | None, organization: str | None):
 
 @data_app.command("clean", help="Read files, validate, dedup, filter, scrub PII; write data.jsonl + report.")
 def clean(
-    inputs: list[Path] = typer.Argument(..., help="CSV, XLSX, JSONL, JSON (alpaca/ShareGPT/messages), .txt/.md"),
+    inputs: list[Path] = typer.Argument(
+        ..., help="CSV, XLSX, JSONL, JSON (alpaca/ShareGPT/messages), Parquet, Arrow, .txt/.md, dataset_info.json"
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (data.jsonl, report.json, report.md)."),
     format: str = typer.Option("auto", "--format", help="auto, messages, alpaca, sharegpt, table or text."),
     on_error: str = typer.Option("strict", "--on-error", help="strict: stop at the first bad row; skip: count it."),
     max_rejected_fraction: float = typer.Option(0.1, "--max-rejected-fraction"),
+    unknown_fields: str = typer.Option(
+        "ignore", "--unknown-fields", help="Columns no reader uses: ignore (counted in the report) or error."
+    ),
+    delimiter: str | None = typer.Option(None, "--delimiter", help="CSV delimiter (default: detected)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Entry to read when an input is a dataset_info.json."),
     name: str | None = typer.Option(None, "--name", help="Identity name, fills {{name}} placeholders."),
     organization: str | None = typer.Option(None, "--organization", help="Fills {{author}} placeholders."),
     identity_set: bool = typer.Option(False, "--identity-set", help="Add the built-in identity set."),
@@ -54,6 +61,9 @@ def clean(
                 "format": format,
                 "on_error": on_error,
                 "max_rejected_fraction": max_rejected_fraction,
+                "unknown_fields": unknown_fields,
+                "delimiter": delimiter,
+                "dataset": dataset,
             },
             source="command line",
         )
@@ -77,7 +87,11 @@ def _print_summary(summary: dict) -> None:
         table.add_row(escape(label), row["format"], str(row["rows_read"]), str(row["rejected"]), str(row["rows_kept"]))
     console.print(table)
     clean = summary["clean"]
-    rules = Table(title=f"cleaning: {clean['rows_in']} rows in, {clean['rows_out']} out")
+    for label, row in summary["sources"].items():
+        if row.get("ignored_fields"):
+            fields = ", ".join(f"{name} ({count})" for name, count in row["ignored_fields"].items())
+            console.print(f"{escape(label)}: ignored fields no reader uses: {escape(fields)}", highlight=False)
+    rules = Table(title=f"cleaning: {clean['rows_in']} rows in, {clean['rows_out']} out in {summary['seconds']} s")
     rules.add_column("rule")
     rules.add_column("removed")
     rules.add_column("modified")
