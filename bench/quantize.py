@@ -86,6 +86,22 @@ def llama_row(name: str, path: Path, texts: list[str], tokenizer) -> dict:
     }
 
 
+def torchao_int4(source: Path, out: Path) -> Path:
+    """torchao's only 4-bit that runs on CPU, measured to show why `quantize` answers int4 with GGUF q4_k_m."""
+    from torchao.quantization import IntxWeightOnlyConfig
+    from torchao.quantization.granularity import PerGroup
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TorchAoConfig
+
+    config = TorchAoConfig(
+        quant_type=IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32)),
+        include_input_output_embeddings=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.bfloat16, quantization_config=config)
+    model.save_pretrained(str(out), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(out))
+    return out
+
+
 def main() -> None:
     from openrecipe.cli.quiet import quiet_libraries
 
@@ -105,8 +121,8 @@ def main() -> None:
         AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.bfloat16).save_pretrained(str(bf16))
         tokenizer.save_pretrained(str(bf16))
         rows = [hf_row("bf16", bf16, "bfloat16", texts)]
-        for method in ("int8", "int4"):
-            rows.append(hf_row(method, quantize_folder(source, work / method, method), "auto", texts))
+        rows.append(hf_row("int8", quantize_folder(source, work / "int8", "int8"), "auto", texts))
+        rows.append(hf_row("int4 (torchao intx, not offered)", torchao_int4(source, work / "int4"), "auto", texts))
         files = export_gguf(
             source, work / "gguf", ["f16", "q8_0", "q4_0", "q4_k_m"], name="default", calibration=calibration_texts()
         )

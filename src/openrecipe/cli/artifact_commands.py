@@ -46,11 +46,14 @@ def merge(
 def quantize(
     model: str = typer.Argument(...),
     out: Path = typer.Option(..., "--out", "-o"),
-    method: str = typer.Option("int8", "--method", help="int8 (per-group), int8_row (faster CPU decode) or int4."),
+    method: str = typer.Option(
+        "int8", "--method", help="int8 (per-group) or int8_row (faster CPU decode); for 4-bit: export --gguf q4_k_m."
+    ),
 ) -> None:
     from openrecipe.models.materialize import materialize
-    from openrecipe.quantize.torchao_backend import quantize_folder
+    from openrecipe.quantize.torchao_backend import check_method, quantize_folder
 
+    check_method(method)
     out.mkdir(parents=True, exist_ok=True)
     quantize_folder(materialize(model, out), out / method, method)
     console.print(f"wrote {out / method}")

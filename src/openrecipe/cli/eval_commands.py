@@ -23,10 +23,25 @@ def evaluate(
     organization: str | None = typer.Option(None, "--organization"),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore cached results."),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="Variant the others are tested against (default: the first)."
+    ),
+    retrieve: list[Path] = typer.Option(
+        [],
+        "--retrieve",
+        help="Data or documents to index: adds a NAME+retrieval row per model with the top-k passages in the prompt.",
+    ),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Passages per prompt with --retrieve."),
+    train_data: list[Path] = typer.Option(
+        [], "--train-data", help="Training data: checks every test prompt's n-gram overlap with it."
+    ),
 ) -> None:
+    from openrecipe.data.config import DataSource
+    from openrecipe.data.load import load_source
     from openrecipe.errors import OpenRecipeError
-    from openrecipe.eval.leaderboard import build_leaderboard, rich_table, write_leaderboard
-    from openrecipe.eval.runner import Variant, evaluate_variant
+    from openrecipe.eval.retrieval import RetrievalSettings, Retriever, passages_from_records
+    from openrecipe.eval.runner import Variant
+    from openrecipe.eval.suite import run_suite
     from openrecipe.eval.testsets import identity_test_set, load_test_set
 
     items = [item for path in tests for item in load_test_set(path)]
@@ -34,17 +49,32 @@ def evaluate(
         items += identity_test_set(name, organization)
     if not items:
         raise OpenRecipeError("no tests given", fix="pass --tests FILE, or --name and --organization")
-    outcomes = []
+
+    def records(paths: list[Path]):
+        return [record for path in paths for record in load_source(DataSource(path=str(path))).records]
+
+    retriever = None
+    if retrieve:
+        settings = RetrievalSettings(top_k=top_k)
+        retriever = Retriever(passages_from_records(records(retrieve), max_chars=settings.max_passage_chars), settings)
+    variants = []
     for spec in models:
         label, _, reference = spec.rpartition("=") if "=" in spec else (spec, "", spec)
-        outcome = evaluate_variant(
-            Variant(label or reference, reference, system),
-            items,
-            batch_size=batch_size,
-            use_cache=not no_cache,
+        variants.append(Variant(label or reference, reference, system))
+        if retriever is not None:
+            variants.append(Variant(f"{label or reference}+retrieval", reference, system, retriever=retriever))
+    names = [v.name for v in variants]
+    if baseline is not None and baseline not in names:
+        raise OpenRecipeError(
+            f"baseline {baseline!r} is not one of the variants", fix=f"use one of: {', '.join(names)}"
         )
-        console.print(f"{label or reference}: {'cached' if outcome['cache_hit'] else str(outcome['seconds']) + ' s'}")
-        outcomes.append(outcome)
-    board = build_leaderboard(outcomes)
-    write_leaderboard(out, board, outcomes)
-    console.print(rich_table(board))
+    run_suite(
+        variants,
+        items,
+        out,
+        baseline=baseline or names[0],
+        console=console,
+        batch_size=batch_size,
+        use_cache=not no_cache,
+        training_texts=[record.content_text() for record in records(train_data)],
+    )

@@ -1,1 +1,1 @@
-"""Evaluation: test sets, metrics, a per-domain leaderboard of every variant, reports."""
+"""Evaluation: test sets, metrics, retrieval, a per-domain leaderboard of every variant with paired tests."""

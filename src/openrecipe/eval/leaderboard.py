@@ -1,4 +1,5 @@
-"""Rows = variants, columns = domains, cells = mean score with a 95% bootstrap interval and n."""
+"""Rows = variants, columns = domains, cells = mean score with a 95% interval (Wilson for pass/fail items,
+bootstrap for graded scores) and n."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from openrecipe.eval.stats import bootstrap_interval
+from openrecipe.eval.stats import score_interval
 
 
 def build_leaderboard(outcomes: list[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
@@ -19,8 +20,7 @@ def build_leaderboard(outcomes: list[dict[str, Any]], *, seed: int = 0) -> dict[
             by_domain[result["domain"]].append(result["score"])
         cells: dict[str, Any] = {}
         for domain, scores in by_domain.items():
-            mean, low, high = bootstrap_interval(scores, seed=seed)
-            cells[domain] = {"score": mean, "low": low, "high": high, "n": len(scores)}
+            cells[domain] = score_interval(scores, seed=seed)
         for domain, value in outcome.get("perplexity", {}).items():
             cells[f"{domain} ppl"] = {"perplexity": value["perplexity"], "tokens": value["tokens"]}
         for domain in cells:
@@ -56,32 +56,27 @@ def to_markdown(board: dict[str, Any]) -> str:
             f"| {row['variant']} | " + " | ".join(format_cell(row["cells"].get(d)) for d in board["domains"]) + " |"
         )
     lines.append("")
-    lines.append("Scores are % correct with a 95% bootstrap interval; `ppl` columns are perplexity (lower is better).")
+    lines.append(
+        "Scores are % correct with a 95% interval (Wilson for pass/fail items, bootstrap for graded scores); "
+        "`ppl` columns are perplexity (lower is better)."
+    )
     return "\n".join(lines) + "\n"
 
 
-def compare_to_baseline(board: dict[str, Any], baseline: str) -> list[dict[str, Any]]:
-    """Per variant: mean score over scored domains vs the prompting-only baseline."""
-    rows = {row["variant"]: row for row in board["rows"]}
-    if baseline not in rows:
-        return []
-    scored = [d for d in board["domains"] if not d.endswith(" ppl")]
-
-    def average(row: dict[str, Any]) -> float:
-        values = [row["cells"][d]["score"] for d in scored if d in row["cells"]]
-        return sum(values) / len(values) if values else float("nan")
-
-    base = average(rows[baseline])
-    return [
-        {
-            "variant": name,
-            "mean_score": average(row),
-            "baseline_mean_score": base,
-            "delta_points": 100 * (average(row) - base),
-        }
-        for name, row in rows.items()
-        if name != baseline
-    ]
+def comparison_markdown(versus_baseline: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> str:
+    """The verdict per domain, then every variant against the baseline with its paired test."""
+    lines = ["## Verdict per domain", ""] + [f"- {v['text']}" for v in verdicts]
+    if versus_baseline:
+        baseline_rows = "| variant | domain | score | baseline | Δ points | test | p (Holm) | significant |"
+        lines += ["", "## Against the baseline (same items)", "", baseline_rows, "|---|---|---|---|---|---|---|---|"]
+        for row in versus_baseline:
+            lines.append(
+                f"| {row['variant']} | {row['domain']} | {100 * row['score']:.0f}% "
+                f"| {100 * row['baseline_score']:.0f}% "
+                f"| {row['delta_points']:+.0f} | {row['test']} | {row['p_adjusted']:.3g} | "
+                f"{'yes' if row['significant'] else 'no'} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def write_leaderboard(
@@ -92,7 +87,18 @@ def write_leaderboard(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "leaderboard.json", {**board, **(extra or {})})
-    atomic_write_text(out_dir / "leaderboard.md", to_markdown(board))
+    extra = extra or {}
+    comparison = comparison_markdown(extra.get("versus_baseline", []), extra.get("verdicts", []))
+    if extra.get("contamination"):
+        from openrecipe.eval.contamination import summary_lines
+
+        lines = summary_lines(extra["contamination"])
+        lines += [
+            f"{r['domain']}/{r['id']} ({r['overlap']:.0%}): {r['prompt']}"
+            for r in extra["contamination"]["flagged_items"]
+        ]
+        comparison += "\n## Contamination check\n\n" + "".join(f"- {line}\n" for line in lines)
+    atomic_write_text(out_dir / "leaderboard.md", to_markdown(board) + ("\n" + comparison if extra else ""))
     atomic_write_text(
         out_dir / "predictions.jsonl",
         "".join(

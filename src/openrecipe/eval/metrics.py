@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from openrecipe.errors import OpenRecipeError
-from openrecipe.eval.testsets import TestItem
+from openrecipe.eval.items import TestItem
 from openrecipe.registry import Registry
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 
+from openrecipe.eval.items import TestItem
 from openrecipe.eval.metrics import METRICS
-from openrecipe.eval.testsets import TestItem, test_set_digest
+from openrecipe.eval.retrieval import Retriever
+from openrecipe.eval.testsets import test_set_digest
 from openrecipe.utils.fs import atomic_write_json, openrecipe_home
 from openrecipe.utils.hashing import sha256_json
 
@@ -23,24 +25,25 @@ class Variant:
     model: str
     system_prompt: str | None = None
     dtype: str = "auto"
+    retriever: Retriever | None = None  # top-k passages from the recipe's own data in every prompt
 
 
-def _messages(item: TestItem, system: str | None) -> list[dict[str, str]]:
+def _messages(item: TestItem, variant: Variant) -> list[dict[str, str]]:
     messages = list(item.messages or [])
-    if system and (not messages or messages[0]["role"] != "system"):
-        messages.insert(0, {"role": "system", "content": system})
-    return messages
+    if variant.system_prompt and (not messages or messages[0]["role"] != "system"):
+        messages.insert(0, {"role": "system", "content": variant.system_prompt})
+    return variant.retriever.augment(messages) if variant.retriever is not None else messages
 
 
 @torch.inference_mode()
-def _choice_scores(loaded, items: list[TestItem], system: str | None) -> dict[str, tuple[str, float]]:
+def _choice_scores(loaded, items: list[TestItem], variant: Variant) -> dict[str, tuple[str, float]]:
     """Pick the option with the highest total log-likelihood as the assistant's reply."""
     from openrecipe.models.generation import render_chat
 
     out = {}
     tokenizer = loaded.tokenizer
     for item in items:
-        prompt = render_chat(tokenizer, _messages(item, system))
+        prompt = render_chat(tokenizer, _messages(item, variant))
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         totals = []
         for option in item.choices:
@@ -60,7 +63,13 @@ def evaluate_variant(
     """Per-item predictions and scores plus per-domain perplexity, for one variant."""
     from openrecipe.eval.fingerprint import model_fingerprint
 
-    settings = {"system_prompt": variant.system_prompt, "dtype": variant.dtype, "greedy": True, "version": 1}
+    settings = {
+        "system_prompt": variant.system_prompt,
+        "dtype": variant.dtype,
+        "greedy": True,
+        "version": 1,
+        "retrieval": variant.retriever.digest if variant.retriever is not None else None,
+    }
     key = sha256_json({"model": model_fingerprint(variant.model), "tests": test_set_digest(items), **settings})
     cache_path = openrecipe_home() / "eval-cache" / f"{key}.json"
     if use_cache and cache_path.is_file():
@@ -81,7 +90,7 @@ def evaluate_variant(
     for max_new_tokens, group in by_length.items():
         replies = generate_texts(
             loaded,
-            [_messages(item, variant.system_prompt) for item in group],
+            [_messages(item, variant) for item in group],
             GenerationSettings(max_new_tokens=max_new_tokens),
             batch_size=batch_size,
         )
@@ -96,7 +105,7 @@ def evaluate_variant(
                 }
             )
     choices = [i for i in items if i.metric == "choice"]
-    for item_id, (picked, score) in _choice_scores(loaded, choices, variant.system_prompt).items():
+    for item_id, (picked, score) in _choice_scores(loaded, choices, variant).items():
         item = next(i for i in choices if i.id == item_id)
         results.append({"id": item_id, "domain": item.domain, "metric": "choice", "prediction": picked, "score": score})
     perplexities: dict[str, Any] = {}

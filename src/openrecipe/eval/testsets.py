@@ -5,29 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openrecipe.data.jsonio import iter_jsonl, read_text_strict
 from openrecipe.data.validation import DataError, Rejections, validate_messages
-
-
-@dataclass
-class TestItem:
-    __test__ = False  # not a pytest test class
-    id: str
-    domain: str
-    metric: str
-    messages: list[dict[str, str]] | None = None
-    text: str | None = None  # perplexity items
-    references: list[str] = field(default_factory=list)
-    choices: list[str] = field(default_factory=list)
-    tolerance: float = 0.0
-    max_new_tokens: int = 64
-    where: str = ""
-    negative_of: str | None = None
-
+from openrecipe.eval.items import TestItem
+from openrecipe.eval.metrics import METRICS
 
 ALLOWED = {
     "id",
@@ -49,8 +33,6 @@ ALLOWED = {
 
 
 def _item(row: Any, where: str, default_domain: str, number: int) -> TestItem:
-    from openrecipe.eval.metrics import METRICS
-
     if not isinstance(row, dict):
         raise DataError(f"row must be an object, got {type(row).__name__}", where=where)
     extra = set(row) - ALLOWED

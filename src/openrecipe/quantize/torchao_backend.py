@@ -1,19 +1,12 @@
-"""INT8 and INT4 weight-only quantization with torchao, chosen from measurements on CPU:
+"""INT8 weight-only quantization with torchao, for transformers on any device.
 
 - int8: `Int8WeightOnlyConfig` with per-group scales (group 128, 64 or 32: the largest that divides every
-  linear layer's input size; per-row when none does). Measured on the default model against BF16 on the
-  project's held-out text (data/general/heldout.txt): groups of 64 cost +0.16% perplexity at 0.64x the size,
-  embeddings counted. Runs on CPU, saves to safetensors, reloads. Its cost: torchao has no fused CPU kernel
-  for grouped int8, so decoding at batch 1 runs ~6 tok/s where per-row runs ~15.
-- int8_row: the same with one scale per output row — torch's fused int8 CPU kernel, +1.2% perplexity at
-  0.61x. Pick it when transformers decode speed on CPU matters more than the last percent; for CPU serving
-  the GGUF q8_0 export through llama.cpp is faster than both (~43 tok/s, −0.1%).
-- int4: `IntxWeightOnlyConfig(int4, group 32)` — the only torchao INT4 that runs on CPU
-  (`Int4WeightOnlyConfig` needs CUDA); it costs ~+35% perplexity on a 135M model. For 4-bit deployment on
-  CPU the GGUF q4_k_m export (llama.cpp kernels, ~+4%) is the better path; this one exists for GPU-less
-  transformers serving and is measured in the parity table like every other artifact.
-- Not used: bitsandbytes 4-bit on CPU writes a corrupt checkpoint once a forward pass has run; quanto
-  qint4 runs only under no_grad and costs +51%.
+  linear layer's input size; per-row when none does). torchao has no fused CPU kernel for grouped int8, so it
+  decodes slower than int8_row on CPU.
+- int8_row: one scale per output row — torch's fused int8 CPU kernel, a little less accurate.
+- int4 is not offered here: torchao's only 4-bit that runs on CPU keeps int8 storage (no smaller than int8)
+  and loses far more quality than llama.cpp's K-quants; `int4` is answered with a pointer to GGUF q4_k_m
+  (bench/quantize.py measures both).
 - Tied input/output embeddings stay in the model's dtype: `untie_embedding_weights` would quantize them,
   but the saved checkpoint then lost `lm_head` on reload.
 """
@@ -23,16 +16,31 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BeforeValidator
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.registry import Registry
 from openrecipe.utils.fs import atomic_directory
 
-QuantMethod = Literal["int8", "int8_row", "int4"]
 INT8_GROUP_SIZES = (128, 64, 32)
+INT4_ADVICE = (
+    "int4 through torchao on CPU is not 4-bit on disk (0.64x of BF16, the same as int8) and costs about +35% "
+    "perplexity on the default model; for 4-bit use GGUF q4_k_m, decoded by llama.cpp: 0.39x of BF16 and about "
+    "+4% perplexity with calibration data (python bench/quantize.py measures both on this machine)"
+)
+INT4_FIX = "openrecipe export MODEL --gguf q4_k_m --out gguf/ (in a recipe: an export stage with gguf: [q4_k_m])"
+
+
+def _refuse_int4(value: Any) -> Any:
+    if isinstance(value, str) and value.lower().startswith("int4"):
+        raise ValueError(f"{INT4_ADVICE}. Instead: {INT4_FIX}")
+    return value
+
+
+QuantMethod = Annotated[Literal["int8", "int8_row"], BeforeValidator(_refuse_int4)]
 
 
 def linear_input_sizes(config: dict[str, Any]) -> set[int]:
@@ -56,22 +64,22 @@ def _int8(config: dict[str, Any], *, per_row: bool = False):
     return Int8WeightOnlyConfig(granularity=PerGroup(group) if group else PerRow())
 
 
-def _int4(config: dict[str, Any]):
-    from torchao.quantization import IntxWeightOnlyConfig
-    from torchao.quantization.granularity import PerGroup
-
-    return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32))
-
-
 QUANTIZERS: Registry = Registry("quantization method")
 QUANTIZERS.add("int8", _int8)
 QUANTIZERS.add("int8_row", partial(_int8, per_row=True))
-QUANTIZERS.add("int4", _int4)
+
+
+def check_method(method: str) -> None:
+    """Refuse int4 with the 4-bit path that works, and unknown names with the valid ones, before any work."""
+    if method.lower().startswith("int4"):
+        raise OpenRecipeError(INT4_ADVICE, fix=INT4_FIX)
+    QUANTIZERS.get(method)
 
 
 def quantize_folder(source: Path, out: Path, method: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TorchAoConfig
 
+    check_method(method)
     factory = QUANTIZERS.get(method)
     config = factory(json.loads((Path(source) / "config.json").read_text()))
     try:

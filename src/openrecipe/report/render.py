@@ -106,8 +106,13 @@ def render_report(run_dir: Path, summary: dict[str, Any]) -> tuple[str, str]:
                 + "".join(f"<td>{html.escape(format_cell(row['cells'].get(d)))}</td>" for d in board["domains"])
                 + "</tr>"
             )
-        body.append("</table><p>% correct with 95% bootstrap interval; ppl = perplexity, lower is better.</p>")
+        body.append(
+            "</table><p>% correct with a 95% interval (Wilson for pass/fail items, bootstrap for graded scores); "
+            "ppl = perplexity, lower is better.</p>"
+        )
     for title, key in (
+        ("Verdict per domain", "verdicts"),
+        ("Contamination check", "contamination"),
         ("Identity pass rate", "identity"),
         ("Continued pretraining: domain gain vs forgetting", "continued_pretraining"),
         ("Data cleaning", "cleaning"),

@@ -9,13 +9,23 @@ from pydantic import Field
 from openrecipe.config.base import StrictModel
 from openrecipe.config.references import InputPath, ModelReference
 from openrecipe.errors import OpenRecipeError
+from openrecipe.eval.contamination import ContaminationSettings
+from openrecipe.eval.retrieval import RetrievalSettings
 from openrecipe.stages.base import FILE, StageConfig, StageContext, StageResult, stage_kind
+from openrecipe.stages.training_common import DataRef, read_ref
+
+
+class RetrievalSpec(RetrievalSettings):
+    sources: list[DataRef] = Field(
+        min_length=1, description="The recipe's own data and documents to index (files, folders or stage:<id>)"
+    )
 
 
 class VariantSpec(StrictModel):
     name: str = Field(min_length=1)
     model: ModelReference = Field(description="The model this variant runs")
     system_prompt: str | None = Field(None, description="Defaults to the recipe's; '' means none")
+    retrieval: RetrievalSpec | None = Field(None, description="Put the top-k BM25 passages into every prompt")
 
 
 class EvalStage(StageConfig):
@@ -27,6 +37,12 @@ class EvalStage(StageConfig):
     identity: bool = Field(True, description="Add the held-out identity test set when the recipe has an identity")
     baseline: str | None = Field(None, description="The prompting-only variant the others are compared with")
     batch_size: int = Field(8, ge=1)
+    training_data: list[DataRef] = Field(
+        default_factory=list,
+        description="What the compared models were trained on, for the contamination check "
+        "(default: every earlier stage's data)",
+    )
+    contamination: ContaminationSettings = Field(default_factory=ContaminationSettings)
 
     def artifact_kinds(self) -> dict[str, str]:
         return {"leaderboard": FILE, "predictions": FILE}
@@ -34,8 +50,9 @@ class EvalStage(StageConfig):
 
 @stage_kind(EvalStage, "Per-domain leaderboard of every variant")
 def run_eval(context: StageContext, config: EvalStage) -> StageResult:
-    from openrecipe.eval.leaderboard import build_leaderboard, compare_to_baseline, rich_table, write_leaderboard
-    from openrecipe.eval.runner import Variant, evaluate_variant
+    from openrecipe.eval.retrieval import Retriever, passages_from_records
+    from openrecipe.eval.runner import Variant
+    from openrecipe.eval.suite import run_suite
     from openrecipe.eval.testsets import identity_test_set, load_test_set
 
     names = [v.name for v in config.variants]
@@ -50,22 +67,52 @@ def run_eval(context: StageContext, config: EvalStage) -> StageResult:
         items += identity_test_set(context.identity.name, context.identity.organization)
     if not items:
         raise OpenRecipeError("no test items: give `tests:` or an identity")
-    outcomes = []
+    retrievers: dict[str, Retriever] = {}
+    variants = []
     for spec in config.variants:
         system = context.system_prompt if spec.system_prompt is None else (spec.system_prompt or None)
-        variant = Variant(spec.name, context.model_location(spec.model), system)
-        outcome = evaluate_variant(variant, items, batch_size=config.batch_size)
-        outcomes.append(outcome)
-        took = "cached" if outcome["cache_hit"] else f"{outcome['seconds']:.1f} s"
-        context.console.print(f"  {spec.name}: {took}")
-    board = build_leaderboard(outcomes, seed=context.seed)
-    comparison = compare_to_baseline(board, config.baseline) if config.baseline else []
-    write_leaderboard(context.stage_dir, board, outcomes, {"baseline": config.baseline, "versus_baseline": comparison})
-    context.console.print(rich_table(board))
+        retriever = None
+        if spec.retrieval is not None:
+            settings = RetrievalSettings(**spec.retrieval.model_dump(exclude={"sources"}))
+            key = spec.retrieval.model_dump_json()
+            if key not in retrievers:
+                records = [record for ref in spec.retrieval.sources for record in read_ref(context, ref)]
+                retrievers[key] = Retriever(
+                    passages_from_records(records, max_chars=settings.max_passage_chars), settings
+                )
+            retriever = retrievers[key]
+        variants.append(Variant(spec.name, context.model_location(spec.model), system, retriever=retriever))
+    metrics = run_suite(
+        variants,
+        items,
+        context.stage_dir,
+        baseline=config.baseline,
+        console=context.console,
+        batch_size=config.batch_size,
+        seed=context.seed,
+        training_texts=_training_texts(context, config),
+        contamination=config.contamination,
+    )
     return StageResult(
-        metrics={"leaderboard": board, "versus_baseline": comparison},
+        metrics=metrics,
         artifacts={
             "leaderboard": str(context.stage_dir / "leaderboard.json"),
             "predictions": str(context.stage_dir / "predictions.jsonl"),
         },
     )
+
+
+def _training_texts(context: StageContext, config: EvalStage) -> list[str]:
+    """The texts the contamination check compares test prompts with."""
+    from openrecipe.data.config import DataSource
+    from openrecipe.data.load import load_source
+
+    if config.training_data:
+        records = [record for ref in config.training_data for record in read_ref(context, ref)]
+    else:
+        records = []
+        for result in context.results.values():
+            if "data" in result.artifacts:
+                source = DataSource(path=str(result.artifacts["data"]))
+                records += load_source(source, identity=context.identity, base_dir=context.recipe_dir).records
+    return [record.content_text() for record in records]

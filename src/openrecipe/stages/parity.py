@@ -1,6 +1,8 @@
 """`parity` stage: run one fixed probe set through every artifact of the run and compare each with the
-reference model: exact-match of greedy replies, next-token KL on held-out text, perplexity delta, size,
-decode speed. A regression past a threshold fails the stage naming the artifact and the metric."""
+reference model: exact-match of greedy replies, next-token KL on held-out text, perplexity delta, size
+against BF16 and against the reference, and decode speed in the engine that serves the artifact (llama.cpp
+for GGUF files, transformers otherwise). A regression past a threshold fails the stage naming the artifact
+and the metric."""
 
 from __future__ import annotations
 
@@ -74,6 +76,23 @@ def _measure(loaded, conversations, text_ids, max_new_tokens: int) -> dict[str, 
     }
 
 
+def _llama_cpp_decode_speed(path: str, conversations, max_new_tokens: int) -> float:
+    """Greedy decode tokens/s at batch 1 in llama.cpp, the engine `serve --engine llamacpp` runs a GGUF with."""
+    from openrecipe.models.llamacpp import load_llama_cpp
+
+    llama = load_llama_cpp().Llama(model_path=path, n_ctx=1024, verbose=False)
+    try:
+        tokens, seconds = 0, 0.0
+        for conversation in conversations:
+            start = time.perf_counter()
+            out = llama.create_chat_completion(messages=conversation, max_tokens=max_new_tokens, temperature=0)
+            seconds += time.perf_counter() - start
+            tokens += out["usage"]["completion_tokens"]
+    finally:
+        llama.close()
+    return tokens / seconds if seconds else float("nan")
+
+
 @stage_kind(ParityStage, "Export parity: does every artifact still behave like the trained model?")
 def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     from openrecipe.data.identity import identity_eval_items
@@ -93,6 +112,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
         if part.strip()
     ]
     base = _measure(reference, conversations, text_ids, config.max_new_tokens)
+    bf16_bytes = 2 * sum(p.numel() for p in reference.model.parameters())  # tied weights counted once
     del reference
     rows: list[dict[str, Any]] = []
     reference_nll = sum(
@@ -111,6 +131,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
             "perplexity_delta_pct": 0.0,
             "size_bytes": _size_bytes(reference_path),
             "decode_tokens_per_s": base["decode_tokens_per_s"],
+            "decode_engine": "transformers",
         }
     )
     for spec in config.artifacts:
@@ -123,6 +144,12 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
             kl_total += float((ref_lp.exp() * (ref_lp - art_lp)).sum())
             nll -= float(art_lp.gather(-1, torch.tensor(ids[1:])[:, None]).sum())
         ppl = math.exp(nll / count) if count else float("nan")
+        engine, speed = "transformers", measured["decode_tokens_per_s"]
+        if path.endswith(".gguf"):
+            try:
+                engine, speed = "llama.cpp", _llama_cpp_decode_speed(path, conversations, config.max_new_tokens)
+            except OpenRecipeError:
+                engine = "transformers (llama.cpp not installed)"
         rows.append(
             {
                 "artifact": spec.name,
@@ -132,24 +159,28 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
                 "perplexity": ppl,
                 "perplexity_delta_pct": 100 * (ppl / reference_ppl - 1) if count else float("nan"),
                 "size_bytes": _size_bytes(path),
-                "decode_tokens_per_s": measured["decode_tokens_per_s"],
+                "decode_tokens_per_s": speed,
+                "decode_engine": engine,
                 "replies": measured["replies"],
             }
         )
         del loaded
     reference_size = rows[0]["size_bytes"] or 0
     lines = [
-        "| artifact | exact match | mean KL | perplexity | Δ ppl | size | size ratio | decode tok/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| artifact | exact match | mean KL | perplexity | Δ ppl | size | vs BF16 | vs reference | decode tok/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         size = row["size_bytes"] or 0
         row["size_ratio"] = size / reference_size if reference_size else None
+        row["size_ratio_bf16"] = size / bf16_bytes if bf16_bytes else None
         lines.append(
             f"| {row['artifact']} | {100 * row['exact_match']:.0f}% | {row['mean_kl']:.4f} | "
             f"{row['perplexity']:.2f} | {row['perplexity_delta_pct']:+.1f}% | {size / 1e6:.0f} MB | "
-            f"{row['size_ratio'] or 0:.2f}x | {row['decode_tokens_per_s']:.1f} |"
+            f"{row['size_ratio_bf16'] or 0:.2f}x | {row['size_ratio'] or 0:.2f}x | "
+            f"{row['decode_tokens_per_s']:.1f} ({row['decode_engine']}) |"
         )
+    lines += ["", f"BF16 = {bf16_bytes / 1e6:.0f} MB: the reference's parameters at 2 bytes each."]
     atomic_write_json(
         context.stage_dir / "parity.json",
         {"prompts": prompts, "reference_replies": base["replies"], "rows": rows},

@@ -17,20 +17,18 @@ class ReportStage(StageConfig):
         return {"report_md": FILE, "report_html": FILE}
 
 
-def _verdict(run: RunSummary) -> str | None:
-    if not run.versus_baseline:
+def _verdict(run: RunSummary, verdicts: list[dict[str, Any]]) -> str | None:
+    """One line: the winner per domain where a paired test names one, else what cannot be told apart."""
+    if not verdicts:
         return None
-    best = max(run.versus_baseline, key=lambda row: row["delta_points"])
-    if best["delta_points"] > 0:
-        return (
-            f"Fine-tuning beat prompting: {best['variant']} scores {100 * best['mean_score']:.0f}% vs "
-            f"{100 * best['baseline_mean_score']:.0f}% for the base model with the system prompt "
-            f"(+{best['delta_points']:.0f} points) after {run.train_seconds:.0f} s of training."
-        )
+    parts = [
+        f"{v['domain']} — {v['winner']}" if v["winner"] else f"{v['domain']} — not distinguishable at n = {v['n']}"
+        for v in verdicts
+    ]
     return (
-        f"Prompting alone was as good: the best fine-tuned variant ({best['variant']}) is "
-        f"{-best['delta_points']:.0f} points behind the base model with the system prompt "
-        f"({run.train_seconds:.0f} s of training spent)."
+        f"Winners per domain (paired tests on the same items, {run.train_seconds:.0f} s of training): "
+        + "; ".join(parts)
+        + "."
     )
 
 
@@ -80,7 +78,13 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
         scatter = size_quality_chart(points, assets / "size_vs_quality.png")
         if scatter:
             images.append(str(scatter))
-    summary["verdict"] = _verdict(run)
+    evaluation = next((s.metrics for s in earlier.stages if s.kind == "eval" and "verdicts" in s.metrics), {})
+    summary["verdict"] = _verdict(run, evaluation.get("verdicts") or [])
+    summary["verdicts"] = [v["text"] for v in evaluation.get("verdicts") or []]
+    if evaluation.get("contamination"):
+        from openrecipe.eval.contamination import summary_lines
+
+        summary["contamination"] = summary_lines(evaluation["contamination"])
     if run.final_training is not None:
         # The trained model carries the recipe's system prompt as its template default: no --system needed.
         final = run.final_training.path_of("model", run_dir)
@@ -95,6 +99,8 @@ def run_report(context: StageContext, config: ReportStage) -> StageResult:
     atomic_write_text(context.run_dir / "report.html", page)
     if summary["verdict"]:
         context.console.print(f"[bold]{summary['verdict']}[/bold]")
+    for line in summary["verdicts"]:
+        context.console.print(f"  {line}", markup=False, highlight=False)
     for line in summary.get("identity", []):
         context.console.print(f"  identity pass rate — {line}")
     context.console.print(f"  report: {context.run_dir / 'report.html'}")

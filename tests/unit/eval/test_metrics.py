@@ -1,8 +1,8 @@
 import pytest
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.eval.items import TestItem
 from openrecipe.eval.metrics import METRICS
-from openrecipe.eval.testsets import TestItem
 
 
 def item(metric, references, **kwargs):

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from openrecipe.data.validation import DataError
-from openrecipe.eval.leaderboard import build_leaderboard, compare_to_baseline, to_markdown
+from openrecipe.eval.compare import compare_to_baseline
+from openrecipe.eval.leaderboard import build_leaderboard, to_markdown
 from openrecipe.eval.stats import bootstrap_interval
 from openrecipe.eval.testsets import load_test_set
 
@@ -55,13 +56,13 @@ def test_leaderboard_and_baseline_comparison():
         {
             "variant": "base",
             "model": "m",
-            "results": [{"domain": "a", "score": 0.0}, {"domain": "a", "score": 1.0}],
+            "results": [{"id": "1", "domain": "a", "score": 0.0}, {"id": "2", "domain": "a", "score": 1.0}],
             "perplexity": {"gen": {"perplexity": 12.0, "tokens": 100}},
         },
         {
             "variant": "sft",
             "model": "n",
-            "results": [{"domain": "a", "score": 1.0}, {"domain": "a", "score": 1.0}],
+            "results": [{"id": "1", "domain": "a", "score": 1.0}, {"id": "2", "domain": "a", "score": 1.0}],
             "perplexity": {},
         },
     ]
@@ -69,5 +70,7 @@ def test_leaderboard_and_baseline_comparison():
     assert board["domains"] == ["a", "gen ppl"]
     assert board["rows"][0]["cells"]["a"]["n"] == 2
     assert "| base | 50 [" in to_markdown(board) and "12.00" in to_markdown(board)
-    [row] = compare_to_baseline(board, "base")
-    assert row["variant"] == "sft" and row["delta_points"] == pytest.approx(50)
+    [row] = compare_to_baseline(outcomes, "base")
+    assert row["variant"] == "sft" and row["domain"] == "a" and row["delta_points"] == pytest.approx(50)
+    assert row["only_variant"] == 1 and row["only_baseline"] == 0 and row["p_value"] == pytest.approx(1.0)
+    assert not row["significant"]
