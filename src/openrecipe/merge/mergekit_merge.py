@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +19,29 @@ from openrecipe.config.references import DefaultRef, HubRef, ModelSpec, PathRef,
 from openrecipe.errors import OpenRecipeError
 from openrecipe.models.materialize import materialize
 from openrecipe.models.refs import ModelRef, resolve_model_ref
+from openrecipe.registry import Registry
 from openrecipe.utils.fs import atomic_directory
 
-MergeMethod = Literal["linear", "slerp", "ties", "dare_ties", "task_arithmetic"]
-NEEDS_BASE = {"slerp", "ties", "dare_ties", "task_arithmetic"}
+
+@dataclass(frozen=True)
+class MergeMethodSpec:
+    """What a mergekit method needs from a merge config; the validator reads only this."""
+
+    summary: str
+    needs_base: bool
+    exact_models: int | None = None  # models besides the base
+    min_inputs: int = 1  # models plus base
+    uses_density: bool = False
+
+
+MERGE_METHODS: Registry[MergeMethodSpec] = Registry("merge method")
+MERGE_METHODS.add("linear", MergeMethodSpec("weighted average of the models (and the base)", False, min_inputs=2))
+MERGE_METHODS.add("slerp", MergeMethodSpec("spherical interpolation between the base and one model", True, 1))
+MERGE_METHODS.add("ties", MergeMethodSpec("TIES: trimmed, sign-agreeing task vectors", True, uses_density=True))
+MERGE_METHODS.add("dare_ties", MergeMethodSpec("DARE drop-and-rescale, then TIES", True, uses_density=True))
+MERGE_METHODS.add("task_arithmetic", MergeMethodSpec("sum of weighted task vectors on the base", True))
+
+MergeMethod = Literal[tuple(MERGE_METHODS.names())]  # type: ignore[valid-type]
 
 
 class MergeInput(StrictModel):
@@ -41,12 +61,13 @@ class MergeSettings(StrictModel):
 
     @model_validator(mode="after")
     def _shape(self) -> MergeSettings:
-        if self.method in NEEDS_BASE and not self.base:
+        spec = MERGE_METHODS.get(self.method)
+        if spec.needs_base and not self.base:
             raise ValueError(f"method {self.method} needs `base`")
-        if self.method == "slerp" and len(self.models) != 1:
-            raise ValueError("slerp merges the base with exactly one other model")
-        if self.method == "linear" and len(self.models) + (1 if self.base else 0) < 2:
-            raise ValueError("linear needs at least two models")
+        if spec.exact_models is not None and len(self.models) != spec.exact_models:
+            raise ValueError(f"{self.method} merges the base with exactly {spec.exact_models} other model(s)")
+        if len(self.models) + (1 if self.base else 0) < spec.min_inputs:
+            raise ValueError(f"{self.method} needs at least {spec.min_inputs} models (counting `base`)")
         return self
 
 
@@ -117,7 +138,7 @@ def _mergekit_config(settings: MergeSettings, base: Path | None, inputs: list[tu
     models = []
     for spec, path in inputs:
         parameters: dict[str, Any] = {"weight": spec.weight}
-        if settings.method in ("ties", "dare_ties"):
+        if MERGE_METHODS.get(settings.method).uses_density:
             parameters["density"] = spec.density if spec.density is not None else 0.5
         models.append({"model": str(path), "parameters": parameters})
     config: dict[str, Any] = {"merge_method": settings.method, "dtype": settings.dtype, "models": models}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from openrecipe.config.references import Loc, Location, parse_location
 from openrecipe.data.clean import CleanConfig
@@ -17,6 +17,16 @@ class CleanStage(StageConfig):
     sources: list[DataSource] = Field(min_length=1, description="Files to read (CSV, XLSX, JSONL, JSON, text)")
     identity_set: bool = Field(False, description="Add the built-in identity set for the recipe's identity")
     clean: CleanConfig = Field(default_factory=CleanConfig)
+
+    @model_validator(mode="after")
+    def _no_weights(self) -> CleanStage:
+        weighted = [source.label for source in self.sources if source.weight is not None]
+        if weighted:
+            raise ValueError(
+                f"`weight` does nothing in a clean stage (set on {', '.join(weighted)}); "
+                "give weights where the data is mixed: the sft/cpt stage's `data:` entries"
+            )
+        return self
 
     def extra_references(self) -> list[tuple[Loc, Location]]:
         """Source paths are input paths too (a hub dataset id stays a hub id)."""

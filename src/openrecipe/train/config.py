@@ -61,16 +61,14 @@ class TrainSettings(StrictModel):
     gradient_checkpointing: bool = False
     compile: bool = Field(
         False,
-        description="torch.compile the model. Each new padded shape compiles again: measured on 2 CPU cores, "
-        "303 vs 235 tok/s once compiled, but 24 SFT steps spent ~9 min compiling; worth it for long runs "
-        "on fixed shapes (packed cpt blocks)",
+        description="torch.compile the model; each new padded shape compiles again, so it pays off on long runs "
+        "with fixed shapes (packed cpt blocks)",
     )
     eval_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Held-out share of the data for eval loss")
     eval_every_steps: int = Field(0, ge=0, description="0 = at the end of each epoch")
     save_every_steps: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=2)
     nonfinite_patience: int = Field(5, ge=1, description="Stop after this many consecutive NaN/inf steps")
-    log_every_steps: int = Field(1, ge=1)
     tensorboard: bool = False
 
     @model_validator(mode="after")
@@ -86,9 +84,8 @@ class TrainSettings(StrictModel):
         return self.micro_batch_size or self.batch_size
 
     def token_cap(self, device_type: str) -> int | None:
-        """Measured on the default model (2 CPU cores, LoRA, batch 8, 16 steps): peak RSS 3.03 / 2.43 / 1.85 GiB
-        with caps of 1024 / 512 / 256 tokens at 227 / 225 / 230 tok/s — CPU matmuls are already efficient at
-        that size. GPUs keep whole micro-batches, where larger matmuls are what makes them fast."""
+        """A cap bounds activation memory on CPU, where small matmuls are already efficient (measured in the
+        README's training section); GPUs keep whole micro-batches, where larger matmuls make them fast."""
         if self.micro_batch_tokens == "auto":
             return 256 if device_type == "cpu" else None
         return self.micro_batch_tokens
@@ -104,7 +101,6 @@ class TrainSettings(StrictModel):
             exclude={
                 "save_every_steps",
                 "keep_checkpoints",
-                "log_every_steps",
                 "tensorboard",
                 "epochs",
                 "max_steps",
