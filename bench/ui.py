@@ -98,6 +98,17 @@ def bench_table(browser, url: str, rows: int, pages: int) -> None:
         loads.append(1000 * (time.perf_counter() - started))
     print(f"  page load (table shown)             {percentiles(loads)}")
     flip_pages(page, "plain", pages)
+    server = page.evaluate(
+        """async (count) => { const out = [];
+        for (let i = 0; i < count; i++) {
+          const page = 1 + Math.floor(Math.random() * 20000);
+          const started = performance.now();
+          await fetch(`/api/data/page?file=big.csv&page=${page}`).then(r => r.json());
+          out.push(performance.now() - started); }
+        return out; }""",
+        pages,
+    )
+    print(f"  table page, JSON only (random page) {percentiles(server)}")
     started = time.perf_counter()
     page.click("th[data-column=answer]")
     page.wait_for_selector("th[data-column=answer]:has-text('▲')")

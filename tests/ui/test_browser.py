@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,11 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
         page.locator("a.download", has_text=".gguf").first.click()
     downloaded = Path(download_info.value.path())
     assert downloaded.read_bytes()[:4] == b"GGUF"
+    with page.expect_download() as bundle_info:
+        page.click("a.bundle")
+    with zipfile.ZipFile(bundle_info.value.path()) as bundle:
+        names = bundle.namelist()
+    assert "ui-tiny/manifest.json" in names and "ui-tiny/recipe.yaml" in names
 
     # A private server for the GGUF: the key is shown once, only its hash is stored, and the server wants it.
     page.locator("button.start-server").first.click()

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.ui.auth import hash_secret
@@ -163,7 +164,8 @@ async def bundle(request: Request, job_id: int):
     work = Path(tempfile.mkdtemp(prefix="openrecipe-bundle-", dir=request.app.state.settings.workspace))
     await asyncio.to_thread(publish, Path(job["run_dir"]), work / job["name"])
     archive = await asyncio.to_thread(shutil.make_archive, str(work / job["name"]), "zip", work, job["name"])
-    return FileResponse(archive, filename=f"{job['name']}-bundle.zip")
+    cleanup = BackgroundTask(shutil.rmtree, work, ignore_errors=True)  # after the download is sent
+    return FileResponse(archive, filename=f"{job['name']}-bundle.zip", background=cleanup)
 
 
 def _free_port() -> int:
