@@ -66,6 +66,17 @@ def start_detached(argv: list[str], run_dir: Path) -> int:
     return process.pid
 
 
+def is_our_job(pid: int, job: dict) -> bool:
+    """The process runs `openrecipe` with this job's run folder on its command line (Linux /proc)."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [part.decode("utf-8", "replace") for part in arguments if part]
+    target = Path(str(job.get("run_dir", ""))).resolve()
+    return "openrecipe" in " ".join(words[:3]) and any(Path(word).resolve() == target for word in words[3:])
+
+
 def jobs() -> None:
     registry = _registry()
     known = json.loads(registry.read_text()) if registry.is_file() else []
@@ -112,10 +123,16 @@ def stop(run_dir: Path = typer.Argument(...), wait: float = typer.Option(120.0, 
     job_path = run_dir / "job.json"
     if not job_path.is_file():
         raise OpenRecipeError(f"no background job in {run_dir}", fix="see `openrecipe jobs`")
-    pid = json.loads(job_path.read_text())["pid"]
+    job = json.loads(job_path.read_text())
+    pid = job["pid"]
     if not _alive(pid):
         console.print("not running")
         return
+    if not is_our_job(pid, job):
+        raise OpenRecipeError(
+            f"process {pid} named in {job_path} is not this run (the job ended and the PID was reused)",
+            fix="nothing to stop; `openrecipe jobs` lists the runs still going",
+        )
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + wait
     while time.time() < deadline and _alive(pid):
