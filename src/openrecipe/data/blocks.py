@@ -75,9 +75,10 @@ def pack_texts_to_disk(
         for batch in _batches(texts, batch_documents):
             stats.examples_in += len(batch)
             encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
-            documents = [[*ids, eos] if eos is not None else ids for ids in encoded]
+            ending = [eos] if eos is not None else []
+            documents = [np.asarray(ids + ending, dtype=np.uint32) for ids in encoded]
             lengths = np.fromiter((len(d) for d in documents), dtype=np.int64, count=len(documents))
-            flat = np.fromiter((t for d in documents for t in d), dtype=np.uint32, count=int(lengths.sum()))
+            flat = np.concatenate(documents) if documents else np.zeros(0, dtype=np.uint32)
             starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
             in_document = np.arange(len(flat), dtype=np.int64) - starts
             pending_ids = np.concatenate([pending_ids, flat])
