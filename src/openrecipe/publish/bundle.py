@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from openrecipe.config.references import HubRef, PathRef, iter_references, resolve_location
+from openrecipe.config.references import HubRef, PathRef, resolve_location
 from openrecipe.errors import OpenRecipeError
 from openrecipe.provenance.manifest import all_distributions
 from openrecipe.provenance.records import REPORT, RunRecord, summarize
@@ -38,16 +38,15 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], RunRecord]:
     return json.loads((run_dir / "manifest.json").read_text()), run
 
 
-def _rewrite_inputs(recipe: dict[str, Any], recipe_dir: Path | None, data_dir: Path) -> dict[str, str]:
-    """Copy every local input the schema marks as a path into data/ and point the recipe at the copies;
-    ids, kinds, descriptions and prompts are never touched, whatever folders happen to exist."""
-    from openrecipe.recipe.schema import recipe_model
-
-    typed = recipe_model().model_validate(recipe)
+def _rewrite_inputs(
+    recipe: dict[str, Any], fields: list[dict[str, Any]], recipe_dir: Path | None, data_dir: Path
+) -> dict[str, str]:
+    """Copy every local input the run recorded as a path field into data/ and point the recipe at the
+    copies; ids, kinds, descriptions and prompts are never touched, whatever folders happen to exist."""
     copied: dict[str, str] = {}
-    for loc, reference in iter_references(typed):
-        if not isinstance(reference, PathRef | HubRef):
-            continue
+    for entry in fields:
+        loc, value = tuple(entry["field"]), entry["value"]
+        reference = HubRef(value) if entry["kind"] == "hub" else PathRef(value)
         path = resolve_location(reference, recipe_dir)
         if not isinstance(path, Path) or not path.exists():
             continue
@@ -155,7 +154,7 @@ def publish(run_dir: Path, out: Path) -> dict[str, Any]:
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_directory(out, overwrite=out.exists()) as tmp:
         (tmp / "data").mkdir()
-        copied = _rewrite_inputs(recipe, recipe_dir, tmp / "data")
+        copied = _rewrite_inputs(recipe, manifest.get("input_fields", []), recipe_dir, tmp / "data")
         (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
         (tmp / "requirements.lock").write_text("\n".join(all_distributions()) + "\n")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))

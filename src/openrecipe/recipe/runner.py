@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from openrecipe.config.references import HubRef, PathRef, resolve_location
+from openrecipe.config.references import HubRef, PathRef, iter_references, resolve_location
 from openrecipe.errors import OpenRecipeError, RunInterrupted
 from openrecipe.provenance.manifest import code_version, git_commit, hash_path, package_versions, platform_info
 from openrecipe.provenance.records import (
@@ -153,8 +153,6 @@ def _is_location(reference: Any) -> bool:
 
 def _input_files(config: Any, recipe_dir: Path | None) -> list[Path]:
     """Local files and folders the config names in its path fields (never ids, kinds or prompts)."""
-    from openrecipe.config.references import iter_references
-
     found: list[Path] = []
     for _, reference in iter_references(config):
         if isinstance(reference, PathRef | HubRef):
@@ -276,6 +274,12 @@ def _manifest(
         "code_version": code_version(),
         "git_commit": git_commit(recipe_dir) if recipe_dir else None,
         "inputs": inputs,
+        # Which recipe fields are paths, so `publish` rewrites exactly those (never ids, kinds or prompts).
+        "input_fields": [
+            {"field": list(loc), "kind": "hub" if isinstance(ref, HubRef) else "path", "value": str(ref)}
+            for loc, ref in iter_references(recipe)
+            if isinstance(ref, PathRef | HubRef)
+        ],
         "stage_keys": keys,
         "artifacts": artifacts,
     }
