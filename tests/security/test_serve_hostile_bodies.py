@@ -84,8 +84,8 @@ def test_chunked_body_over_the_limit_gets_one_413(server):
         ("/v1/completions", b'{"model": "tiny", "prompt": [-1, 5]}', "prompt"),
         (
             "/v1/chat/completions",
-            b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"5": 100}}',
-            "logit_bias",
+            b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "audio": {"voice": "x"}}',
+            "audio",
         ),
         (
             "/v1/chat/completions",

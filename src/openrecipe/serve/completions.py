@@ -53,6 +53,9 @@ class Generation:
         self.created = int(time.time())
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         max_tokens = self._max_tokens(prompts)
+        outside = [token for token in body.token_bias() if token >= engine.vocab_size]
+        if outside:
+            raise ApiError(400, f"logit_bias names token {outside[0]}, outside the vocabulary", param="logit_bias")
         self.choices: list[_Choice] = []
         self.requests: list[GenerationRequest] = []
         for prompt in prompts:
@@ -96,6 +99,7 @@ class Generation:
             stops=body.stops(),
             presence_penalty=body.presence_penalty,
             frequency_penalty=body.frequency_penalty,
+            logit_bias=body.token_bias(),
             logprobs=body.top_logprobs_count(),
             prompt_logprobs=bool(getattr(body, "echo", False)) and body.top_logprobs_count() is not None,
         )

@@ -93,6 +93,7 @@ class SamplingFields(_Strict):
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = Field(None, max_length=300)
     user: str | None = Field(None, max_length=256, description="Logged with the request id")
     parse_control_tokens: bool = Field(
         False,
@@ -105,6 +106,19 @@ class SamplingFields(_Strict):
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("stop takes up to 4 strings")
         return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (value or {}).items():
+            if not token.isdigit() or len(token) > 9:
+                raise ValueError(f"logit_bias keys are token ids; got {token[:20]!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias values lie in [-100, 100]; got {bias}")
+        return value
+
+    def token_bias(self) -> dict[int, float]:
+        return {int(token): bias for token, bias in (self.logit_bias or {}).items()}
 
     def stops(self) -> list[str]:
         """Stop strings; an empty string stops nothing and is dropped (never an empty reply)."""

@@ -14,7 +14,7 @@ from openrecipe.registry import Registry
 @dataclass
 class TokenLogprob:
     token: str
-    logprob: float
+    logprob: float | None  # None for a prompt's first token, which nothing predicts
     top: list[tuple[str, float]] = field(default_factory=list)
 
 
@@ -29,7 +29,7 @@ class Finished:
     reason: str  # "stop" | "length" | "cancelled"
     prompt_tokens: int
     completion_tokens: int
-    prompt_logprobs: list[TokenLogprob | None] | None = None  # echo + logprobs: one per prompt token
+    prompt_logprobs: list[TokenLogprob] | None = None  # echo + logprobs: one per prompt token
 
 
 @dataclass
@@ -51,6 +51,7 @@ class GenerationRequest:
     stops: list[str] = field(default_factory=list)  # non-empty strings
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
     logprobs: int | None = None  # None: none; k: the chosen token's logprob and the k most likely
     prompt_logprobs: bool = False  # also score the prompt tokens (completions with echo)
     cancelled: threading.Event = field(default_factory=threading.Event)

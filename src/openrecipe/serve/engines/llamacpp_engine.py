@@ -113,6 +113,7 @@ class LlamaCppEngine:
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
             logprobs=request.logprobs,
+            logit_bias=request.logit_bias or None,
             stream=True,
         ):
             if request.cancelled.is_set():

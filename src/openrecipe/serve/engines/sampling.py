@@ -37,6 +37,10 @@ class RowSampler:
             seen = torch.tensor(list(self.counts.values()), device=scores.device, dtype=scores.dtype)
             scores = scores.clone()
             scores[ids] -= request.presence_penalty + request.frequency_penalty * seen
+        if request.logit_bias:
+            scores = scores.clone() if scores is logits else scores
+            ids = torch.tensor(list(request.logit_bias), device=scores.device)
+            scores[ids] += torch.tensor(list(request.logit_bias.values()), device=scores.device, dtype=scores.dtype)
         if request.temperature <= 0:
             return int(scores.argmax())
         probs = torch.softmax(scores / request.temperature, dim=-1)
@@ -63,9 +67,9 @@ def token_logprob(tokenizer, logits: torch.Tensor, token: int, top: int) -> Toke
     return TokenLogprob(tokenizer.decode([token]), float(logprobs[token]), alternatives)
 
 
-def prompt_logprobs(tokenizer, logits: torch.Tensor, prompt_ids: list[int], top: int) -> list[TokenLogprob | None]:
+def prompt_logprobs(tokenizer, logits: torch.Tensor, prompt_ids: list[int], top: int) -> list[TokenLogprob]:
     """Log-probabilities of each prompt token given the ones before it (the first has none)."""
-    scored: list[TokenLogprob | None] = [None]
+    scored = [TokenLogprob(tokenizer.decode([prompt_ids[0]]), None)]
     for position in range(1, len(prompt_ids)):
         scored.append(token_logprob(tokenizer, logits[position - 1], prompt_ids[position], top))
     return scored

@@ -47,7 +47,7 @@ class _Row:
     generated: list[int] = field(default_factory=list)
     sent: int = 0  # characters already streamed
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
-    scored_prompt: list[TokenLogprob | None] | None = None
+    scored_prompt: list[TokenLogprob] | None = None
     done: bool = False
 
 
