@@ -195,6 +195,8 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
     page.click("#lang-switch")
     page.wait_for_function("document.getElementById('nav-data').textContent === '数据'")
     page.screenshot(path=str(screenshots / "ship-zh.png"), full_page=True)
+    page.goto(ui.url + "/recipe")
+    page.locator("#recipe-form button", has_text="折叠").first.wait_for()  # the form's own buttons too
 
 
 def _status(url: str, key: str, pid: int) -> int:

@@ -11,6 +11,13 @@ function forEditor(schema) {
   const out = JSON.parse(text);
   out.definitions = out.$defs || {};
   delete out.$defs;
+  // The server checks every value with the CLI's own validator and messages; the form only collects them.
+  (function dropPatterns(node) {
+    if (Array.isArray(node)) { node.forEach(dropPatterns); return; }
+    if (!node || typeof node !== 'object') return;
+    if (node.type === 'string' && typeof node.pattern === 'string') delete node.pattern;
+    Object.values(node).forEach(dropPatterns);
+  })(out);
   return out;
 }
 
@@ -52,6 +59,17 @@ async function loadTemplate(name) {
   const data = await getJSON('/api/recipe/template?name=' + encodeURIComponent(name));
   setYaml(data.yaml);
 }
+
+// json-editor's own buttons, in the page's language (its built-in strings are English).
+JSONEditor.defaults.languages.zh = {
+  button_add: '添加', button_add_row_title: '添加 {{0}}', button_cancel: '取消', button_collapse: '折叠',
+  button_expand: '展开', button_copy: '复制', button_copy_row_title: '复制 {{0}}', button_copy_row_title_short: '复制',
+  button_delete_all: '全部', button_delete_all_title: '全部删除', button_delete_last: '最后一个 {{0}}',
+  button_delete_last_title: '删除最后一个 {{0}}', button_delete_row_title: '删除 {{0}}',
+  button_delete_row_title_short: '删除', button_move_down_title: '下移', button_move_up_title: '上移',
+  button_delete_node_warning: '确定要删除这一项吗？',
+};
+if (document.documentElement.lang.startsWith('zh')) JSONEditor.defaults.language = 'zh';
 
 (async () => {
   const schema = forEditor(await getJSON('/api/recipe/schema'));
