@@ -18,6 +18,7 @@ from openrecipe.ui.i18n import MESSAGES, pick_language
 from openrecipe.ui.jobs import poll_job
 from openrecipe.ui.settings import UiSettings
 from openrecipe.ui.store import Store
+from openrecipe.utils.hashing import sha256_file
 
 BAD_CSV = "question,answer\nWhat are your hours?,9 to 5.\nHow do I reset my password?,\nWhere are you?,Berlin\n"
 
@@ -53,6 +54,8 @@ def test_bad_row_shows_the_cli_message_at_its_row_and_field_and_an_edit_fixes_it
         assert fixed.json() == {"problems": []}
         patch = json.loads((workspace / "data" / "faq.csv.review.json").read_text())
         assert patch["rows"]["1"] == {"line": 3, "was": {"answer": ""}, "set": {"answer": "Use the reset link."}}
+        reviewed = workspace / "data" / "faq.reviewed.csv"
+        assert patch["output"] == {"file": "faq.reviewed.csv", "sha256": sha256_file(reviewed)}
         assert "Use the reset link." in (workspace / "data" / "faq.reviewed.csv").read_text()
         assert (workspace / "data" / "faq.csv").read_text() == BAD_CSV  # the original is never rewritten
         broken = client.post(

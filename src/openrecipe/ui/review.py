@@ -30,6 +30,8 @@ class Review:
     data_file: Path
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    output: dict[str, str] = field(default_factory=dict)
+    _source_digest: tuple[int, str] | None = None
 
     @classmethod
     def load(cls, data_file: Path) -> Review:
@@ -41,19 +43,29 @@ class Review:
             data_file,
             rows={int(row): change for row, change in body.get("rows", {}).items()},
             proposals=body.get("proposals", {}),
+            output=body.get("output", {}),
         )
 
     def save(self) -> None:
+        stamp = self.data_file.stat().st_mtime_ns
+        if self._source_digest is None or self._source_digest[0] != stamp:
+            self._source_digest = (stamp, sha256_file(self.data_file))
         atomic_write_json(
             patch_path(self.data_file),
             {
                 "file": self.data_file.name,
-                "sha256": sha256_file(self.data_file),
+                "sha256": self._source_digest[1],
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "rows": {str(row): change for row, change in sorted(self.rows.items())},
                 "proposals": self.proposals,
+                "output": self.output,
             },
         )
+
+    def record_output(self, path: Path) -> None:
+        """Pin the reviewed file this patch produced, so a run's input hash leads back to the hand edits."""
+        self.output = {"file": path.name, "sha256": sha256_file(path)}
+        self.save()
 
     def set_cells(self, row: int, line: int, changes: dict[str, str], original: dict[str, str]) -> None:
         change = self.rows.setdefault(row, {"line": line})

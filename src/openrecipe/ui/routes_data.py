@@ -162,7 +162,9 @@ async def flag(request: Request):
 def _refresh_reviewed(table: DataTable) -> None:
     """Keep `<name>.reviewed.<ext>` (the file with the patch applied) next to the original and its patch."""
     suffix = ".csv" if table.path.suffix.lower() == ".csv" else ".jsonl"
-    write_reviewed(table.path, table.path.with_name(f"{table.path.stem}.reviewed{suffix}"))
+    out = write_reviewed(table.path, table.path.with_name(f"{table.path.stem}.reviewed{suffix}"))
+    assert table.review is not None
+    table.review.record_output(out)
 
 
 @router.post("/api/data/proposals")
