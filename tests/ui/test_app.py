@@ -300,3 +300,13 @@ def test_stop_and_resume_buttons_signal_and_rerun_the_detached_job(workspace, tm
             time.sleep(0.1)
         logged = [json.loads(e["data"]) for e in store.events_after(job_id, 0) if e["kind"] == "log"]
         assert any("No such command 'version-check'" in e["line"] for e in logged)  # the same argv ran again
+
+
+def test_a_shipped_recipe_as_template_still_validates_from_the_workspace(workspace):
+    with client_for(workspace) as client:
+        csrf = csrf_of(client)
+        assert "acme-identity" in client.get("/recipe").text
+        text = client.get("/api/recipe/template", params={"name": "acme-identity"}).json()["yaml"]
+        assert str(Path(__file__).resolve().parents[2] / "data" / "acme" / "faq.csv") in text
+        result = client.post("/api/recipe/validate", json={"yaml": text}, headers={"X-CSRF-Token": csrf}).json()
+        assert result == {"ok": True, "problems": []}

@@ -48,7 +48,37 @@ async def template(request: Request, name: str):
     found = templates(request)
     if name not in found:
         raise HTTPException(404)
-    return {"yaml": found[name].read_text(encoding="utf-8")}
+    path = found[name]
+    if path.parent == request.app.state.settings.recipes_dir:
+        return {"yaml": path.read_text(encoding="utf-8")}
+    return {"yaml": await asyncio.to_thread(anchored_template, path)}
+
+
+def anchored_template(path: Path) -> str:
+    """A shipped recipe whose relative input paths are made absolute: saved in the workspace, it must still
+    read the files beside the original (the recipe's own references say which fields are paths)."""
+    from openrecipe.config.references import PathRef, iter_references, resolve_location
+    from openrecipe.recipe.schema import load_recipe
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        recipe = load_recipe(path)
+    except OpenRecipeError:
+        return text
+    data = yaml.safe_load(text)
+    for loc, reference in iter_references(recipe):
+        if not isinstance(reference, PathRef) or Path(reference.path).is_absolute():
+            continue
+        target = resolve_location(reference, path.parent)
+        node = data
+        try:
+            for part in loc[:-1]:
+                node = node[part]
+            if isinstance(target, Path) and target.exists() and node[loc[-1]] == reference.path:
+                node[loc[-1]] = str(target.resolve())
+        except (KeyError, IndexError, TypeError):
+            continue
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def _check(request: Request, text: str, path: Path) -> list[dict]:
