@@ -17,7 +17,6 @@ VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
 # (npm package, version, file inside the package tarball, name under static/vendor/)
 ASSETS = [
     ("htmx.org", "2.0.8", "package/dist/htmx.min.js", "htmx.min.js"),
-    ("htmx-ext-sse", "2.2.4", "package/dist/sse.min.js", "htmx-ext-sse.min.js"),
     ("@json-editor/json-editor", "2.17.2", "package/dist/jsoneditor.js", "jsoneditor.js"),
     ("js-yaml", "4.1.1", "package/dist/js-yaml.min.js", "js-yaml.min.js"),
     ("uplot", "1.6.32", "package/dist/uPlot.iife.min.js", "uPlot.iife.min.js"),
