@@ -310,3 +310,17 @@ def test_a_shipped_recipe_as_template_still_validates_from_the_workspace(workspa
         assert str(Path(__file__).resolve().parents[2] / "data" / "acme" / "faq.csv") in text
         result = client.post("/api/recipe/validate", json={"yaml": text}, headers={"X-CSRF-Token": csrf}).json()
         assert result == {"ok": True, "problems": []}
+
+
+def test_a_file_opened_in_place_keeps_its_patch_beside_it_and_stays_listed(workspace, tmp_path):
+    outside = tmp_path / "elsewhere" / "faq.csv"
+    outside.parent.mkdir()
+    outside.write_text(BAD_CSV)
+    with client_for(workspace) as client:
+        csrf = csrf_of(client)
+        opened = client.post("/api/data/open", json={"path": str(outside)}, headers={"X-CSRF-Token": csrf}).json()
+        body = {"file": opened["file"], "row": 1, "values": {"answer": "Use the link."}}
+        assert client.post("/api/data/edit", json=body, headers={"X-CSRF-Token": csrf}).json() == {"problems": []}
+    assert (outside.parent / "faq.csv.review.json").is_file()
+    with client_for(workspace) as client:  # a restarted ui still lists it
+        assert str(outside) in client.get("/data").text

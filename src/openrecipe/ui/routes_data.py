@@ -29,13 +29,18 @@ def data_files(request: Request) -> list[str]:
         for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in SUPPORTED and not p.name.startswith(".") and ".reviewed." not in p.name
     )
-    return names + sorted(request.app.state.__dict__.setdefault("opened", set()))
+    return names + sorted(_opened(request))
+
+
+def _opened(request: Request) -> set[str]:
+    """Files on the server's disk a local user opened in place (kept across restarts of the ui)."""
+    return {row["path"] for row in request.app.state.store.query("SELECT path FROM opened_files")}
 
 
 def resolve_file(request: Request, name: str) -> Path:
     """A name in the workspace's data folder, or a server path this (local) user opened."""
     settings = request.app.state.settings
-    if name in request.app.state.__dict__.setdefault("opened", set()):
+    if name in _opened(request):
         return Path(name)
     path = (settings.data_dir / name).resolve()
     if path.parent != settings.data_dir.resolve() or not path.is_file():
@@ -89,7 +94,8 @@ async def open_path(request: Request):
     path = Path(str(body.get("path", ""))).expanduser().resolve()
     if not path.is_file() or path.suffix.lower() not in SUPPORTED:
         raise OpenRecipeError(f"{path}: not a CSV, XLSX, JSONL or Parquet file")
-    request.app.state.__dict__.setdefault("opened", set()).add(str(path))
+    with request.app.state.store.transaction() as db:
+        db.execute("INSERT OR IGNORE INTO opened_files (path) VALUES (?)", (str(path),))
     return {"file": str(path)}
 
 

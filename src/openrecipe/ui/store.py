@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS credentials (
     created REAL NOT NULL,
     PRIMARY KEY (name, kind)
 );
+CREATE TABLE IF NOT EXISTS opened_files (
+    path TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS servers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     artifact TEXT NOT NULL,
