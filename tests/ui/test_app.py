@@ -324,3 +324,11 @@ def test_a_file_opened_in_place_keeps_its_patch_beside_it_and_stays_listed(works
     assert (outside.parent / "faq.csv.review.json").is_file()
     with client_for(workspace) as client:  # a restarted ui still lists it
         assert str(outside) in client.get("/data").text
+
+
+def test_language_switch_returns_only_to_pages_of_this_site(workspace):
+    with client_for(workspace) as client:
+        away = client.get("/lang/zh", headers={"referer": "http://evil.example/x"}, follow_redirects=False)
+        back = client.get("/lang/zh", headers={"referer": "http://testserver/runs?x=1"}, follow_redirects=False)
+        assert (away.headers["location"], back.headers["location"]) == ("/data", "/runs?x=1")
+        assert "数据" in client.get("/data").text

@@ -9,6 +9,7 @@ import re
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -162,8 +163,10 @@ def create_app(settings: UiSettings) -> FastAPI:
 
     @app.get("/lang/{code}", include_in_schema=False)
     async def switch_language(code: str, request: Request):
-        target = request.headers.get("referer") or "/data"
-        response = RedirectResponse(target if target.startswith(("/", "http")) else "/data", status_code=303)
+        referer = urlsplit(request.headers.get("referer") or "")
+        same_site = referer.netloc == request.headers.get("host") and referer.path.startswith("/")
+        target = referer.path + (f"?{referer.query}" if referer.query else "") if same_site else "/data"
+        response = RedirectResponse(target, status_code=303)
         if code in MESSAGES:
             response.set_cookie("lang", code, max_age=365 * 86400, samesite="strict")
         return response
