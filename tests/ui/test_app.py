@@ -332,3 +332,17 @@ def test_language_switch_returns_only_to_pages_of_this_site(workspace):
         back = client.get("/lang/zh", headers={"referer": "http://testserver/runs?x=1"}, follow_redirects=False)
         assert (away.headers["location"], back.headers["location"]) == ("/data", "/runs?x=1")
         assert "数据" in client.get("/data").text
+
+
+def test_chat_offers_models_by_opaque_key_and_refuses_anything_else(workspace):
+    with client_for(workspace) as client:
+        csrf = csrf_of(client)
+        page = client.get("/chat").text
+        keys = re.findall(r'<option value="([0-9a-f]{16})"', page)
+        assert keys and "/" not in "".join(re.findall(r'<option value="([^"]*)"', page))
+        refused = client.post(
+            "/api/chat",
+            json={"model": "/etc/passwd", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert refused.status_code == 400 and "choose a model from the list" in refused.json()["error"]

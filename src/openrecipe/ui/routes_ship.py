@@ -23,6 +23,7 @@ from starlette.background import BackgroundTask
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.ui.auth import hash_secret
+from openrecipe.utils.hashing import sha256_json
 
 router = APIRouter()
 
@@ -95,7 +96,8 @@ def model_choices(request: Request) -> list[dict[str, str]]:
                 )
                 if usable or path.suffix == ".gguf":
                     choices[str(path)] = f"{job['name']}: {stage['id']}/{name}"
-    return [{"model": model, "label": label} for model, label in choices.items()]
+    # Pages see an opaque key per model, never a server path.
+    return [{"key": sha256_json(model)[:16], "model": model, "label": label} for model, label in choices.items()]
 
 
 @router.get("/chat")
@@ -108,8 +110,9 @@ async def chat(request: Request):
     from openrecipe.ui.chat import stream_reply
 
     body = await request.json()
-    model = str(body.get("model", ""))
-    if model not in {choice["model"] for choice in model_choices(request)}:
+    known = {choice["key"]: choice["model"] for choice in model_choices(request)}
+    model = known.get(str(body.get("model", "")))
+    if model is None:
         raise OpenRecipeError("choose a model from the list")
     messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in body.get("messages", [])]
     system = body.get("system") or None
