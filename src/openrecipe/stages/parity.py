@@ -76,20 +76,23 @@ def _measure(loaded, conversations, text_ids, max_new_tokens: int) -> dict[str, 
     }
 
 
-def _llama_cpp_decode_speed(path: str, conversations, max_new_tokens: int) -> float:
-    """Greedy decode tokens/s at batch 1 in llama.cpp, the engine `serve --engine llamacpp` runs a GGUF with."""
+def _llama_cpp_decode_speed(path: str, conversations, max_new_tokens: int, log: Path) -> float:
+    """Greedy decode tokens/s at batch 1 in llama.cpp, the engine `serve --engine llamacpp` runs a GGUF with;
+    what ggml prints while loading goes to `log`."""
     from openrecipe.models.llamacpp import load_llama_cpp
+    from openrecipe.utils.native_output import native_output_to
 
-    llama = load_llama_cpp().Llama(model_path=path, n_ctx=1024, verbose=False)
-    try:
-        tokens, seconds = 0, 0.0
-        for conversation in conversations:
-            start = time.perf_counter()
-            out = llama.create_chat_completion(messages=conversation, max_tokens=max_new_tokens, temperature=0)
-            seconds += time.perf_counter() - start
-            tokens += out["usage"]["completion_tokens"]
-    finally:
-        llama.close()
+    with native_output_to(log):
+        llama = load_llama_cpp().Llama(model_path=path, n_ctx=1024, verbose=False)
+        try:
+            tokens, seconds = 0, 0.0
+            for conversation in conversations:
+                start = time.perf_counter()
+                out = llama.create_chat_completion(messages=conversation, max_tokens=max_new_tokens, temperature=0)
+                seconds += time.perf_counter() - start
+                tokens += out["usage"]["completion_tokens"]
+        finally:
+            llama.close()
     return tokens / seconds if seconds else float("nan")
 
 
@@ -147,7 +150,12 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
         engine, speed = "transformers", measured["decode_tokens_per_s"]
         if path.endswith(".gguf"):
             try:
-                engine, speed = "llama.cpp", _llama_cpp_decode_speed(path, conversations, config.max_new_tokens)
+                engine, speed = (
+                    "llama.cpp",
+                    _llama_cpp_decode_speed(
+                        path, conversations, config.max_new_tokens, context.stage_dir / "native.log"
+                    ),
+                )
             except OpenRecipeError:
                 engine = "transformers (llama.cpp not installed)"
         rows.append(
