@@ -15,13 +15,13 @@ from openrecipe.config.loading import apply_overrides, load_yaml_with_lines, val
 from openrecipe.config.references import (
     DATA_KINDS,
     BaseModelReference,
-    DefaultRef,
     PathRef,
     StageRef,
     format_loc,
     iter_references,
 )
 from openrecipe.errors import MultipleErrors, OpenRecipeError
+from openrecipe.ladder.config import LadderSettings
 from openrecipe.stages.base import STAGE_KINDS, StageConfig
 from openrecipe.sweep.config import SweepSettings
 
@@ -31,11 +31,14 @@ class RecipeBase(StrictModel):
     description: str | None = None
     seed: int = Field(0, ge=0, description="Seeds data shuffling, initialization and sampling")
     base_model: BaseModelReference = Field(
-        DefaultRef(), description="'default', a local folder or .gguf file (relative to the recipe) or a hub id"
+        "default",
+        validate_default=True,
+        description="'default', a local folder or .gguf file (relative to the recipe) or a hub id",
     )
     system_prompt: str | None = Field(None, description="Used consistently for training, eval and serving")
     identity: Identity | None = None
     sweep: SweepSettings | None = Field(None, description="Defaults for `openrecipe sweep` (ignored by `run`)")
+    ladder: LadderSettings | None = Field(None, description="Rungs for `openrecipe ladder` (ignored by `run`)")
     stages: list[StageConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

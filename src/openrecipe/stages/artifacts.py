@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from openrecipe.config.references import SAFE_NAME_PATTERN, BaseRef, ModelReference
+from openrecipe.config.references import SAFE_NAME_PATTERN, ModelReference
 from openrecipe.export.gguf_types import GGUF_TYPES, gguf_type
 from openrecipe.merge.mergekit_merge import MergeSettings
 from openrecipe.models.materialize import materialize
@@ -38,7 +38,7 @@ def run_merge_stage(context: StageContext, config: MergeStage) -> StageResult:
 
 class QuantizeStage(StageConfig):
     kind: Literal["quantize"] = "quantize"
-    model: ModelReference = Field(BaseRef(), description="The model to quantize")
+    model: ModelReference = Field("base", validate_default=True, description="The model to quantize")
     methods: list[QuantMethod] = Field(
         default_factory=lambda: ["int8"],
         min_length=1,
@@ -66,7 +66,7 @@ def run_quantize(context: StageContext, config: QuantizeStage) -> StageResult:
 
 class ExportStage(StageConfig):
     kind: Literal["export"] = "export"
-    model: ModelReference = Field(BaseRef(), description="The model to export")
+    model: ModelReference = Field("base", validate_default=True, description="The model to export")
     gguf: list[str] = Field(
         default_factory=lambda: ["f16", "q8_0", "q4_0"], min_length=1, description="GGUF types to write"
     )

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from openrecipe.config.references import BaseRef, TrainableModelReference
+from openrecipe.config.references import TrainableModelReference
 from openrecipe.data.tokenize import pack_texts
 from openrecipe.errors import OpenRecipeError
 from openrecipe.models.refs import ModelRef
@@ -20,7 +20,7 @@ from openrecipe.train.config import TrainSettings
 
 class CptStage(StageConfig):
     kind: Literal["cpt"] = "cpt"
-    model: TrainableModelReference = Field(BaseRef(), description="The model to train further")
+    model: TrainableModelReference = Field("base", validate_default=True, description="The model to train further")
     domain: list[DataRef] = Field(min_length=1, description="Domain text corpora")
     replay: list[DataRef] = Field(default_factory=list, description="General text replayed against forgetting")
     replay_ratio: float = Field(0.3, ge=0.0, lt=1.0, description="Share of training tokens drawn from replay")

@@ -9,14 +9,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from openrecipe.config.references import BaseRef, InputPath, ModelReference
+from openrecipe.config.references import InputPath, ModelReference
 from openrecipe.errors import OpenRecipeError
 from openrecipe.stages.base import DATA, FILE, StageConfig, StageContext, StageResult, stage_kind
 
 
 class GenerateStage(StageConfig):
     kind: Literal["generate"] = "generate"
-    model: ModelReference = Field(BaseRef(), description="The model that replies")
+    model: ModelReference = Field("base", validate_default=True, description="The model that replies")
     prompts: list[str] = Field(default_factory=list, description="Prompts written in the recipe")
     input: InputPath | None = Field(None, description="JSONL file with a `prompt` or `messages` field per row")
     system_prompt: str | None = Field(None, description="Defaults to the recipe's system_prompt")

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from openrecipe.config.references import BaseRef, TrainableModelReference
+from openrecipe.config.references import TrainableModelReference
 from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
 from openrecipe.errors import OpenRecipeError
 from openrecipe.stages.base import FILE, MODEL, StageConfig, StageContext, StageResult, stage_kind
@@ -19,7 +19,7 @@ from openrecipe.train.config import ProbeSettings, TrainSettings
 
 class SftStage(StageConfig):
     kind: Literal["sft"] = "sft"
-    model: TrainableModelReference = Field(BaseRef(), description="The model to fine-tune")
+    model: TrainableModelReference = Field("base", validate_default=True, description="The model to fine-tune")
     data: list[DataRef] = Field(min_length=1, description="Chat data sources and their mixing weights")
     train: TrainSettings = Field(default_factory=TrainSettings)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)

@@ -153,3 +153,18 @@ def test_data_and_input_fields_take_only_their_forms(tmp_path):
         path.write_text(yaml.safe_dump(recipe))
         result = runner.invoke(app, ["validate", str(path)])
         assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
+
+
+def test_schema_shows_references_as_strings_with_their_defaults():
+    from openrecipe.recipe.schema import recipe_json_schema
+
+    schema = recipe_json_schema()
+    assert schema["properties"]["base_model"] == {
+        "default": "default",
+        "description": schema["properties"]["base_model"]["description"],
+        "title": "Base Model",
+        "type": "string",
+    }
+    for kind in ("SftStage", "CptStage", "GenerateStage", "QuantizeStage", "ExportStage"):
+        model = schema["$defs"][kind]["properties"]["model"]
+        assert model["type"] == "string" and model["default"] == "base"
