@@ -1,0 +1,48 @@
+"""The `ladder:` block of a recipe: the model family, its rungs, the token budgets, the learning-rate and
+batch grid, and the held-out larger rung whose result is predicted before it is run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from openrecipe.config.base import StrictModel
+from openrecipe.ladder.family import FamilySettings, Size
+
+
+class PredictSettings(StrictModel):
+    width: int = Field(ge=8)
+    depth: int = Field(ge=1)
+    tokens: int = Field(ge=1, description="Token budget of the predicted rung")
+    check_multipliers: list[float] = Field(
+        [0.5, 1.0, 2.0], min_length=1, description="Learning rates tried at the predicted rung, x the predicted one"
+    )
+
+
+class LadderSettings(StrictModel):
+    kind: Literal["pretrain"] = "pretrain"
+    corpus: Literal["python-stdlib"] = "python-stdlib"
+    family: FamilySettings = Field(default_factory=FamilySettings)
+    sizes: list[Size] = Field(min_length=2, description="Rungs of the family, smallest first")
+    budgets: list[int] = Field(min_length=2, description="Token budgets every size is trained on")
+    learning_rates: list[float] = Field(min_length=1, description="Grid searched at the smallest budget")
+    batch_sizes: list[int] = Field([16], min_length=1, description="Sequences per step; grid with the rates")
+    noise_seeds: int = Field(1, ge=0, description="Extra seeds of each size's best setting, to measure seed noise")
+    bootstrap: int = Field(200, ge=10, description="Bootstrap resamples for the confidence intervals")
+    predict: PredictSettings
+    min_sizes: int = Field(5, ge=2, description="Refuse a ladder with fewer sizes than this")
+    min_budgets: int = Field(3, ge=2, description="Refuse a ladder with fewer budgets than this")
+
+    @model_validator(mode="after")
+    def _shape(self) -> LadderSettings:
+        if len(self.sizes) < self.min_sizes:
+            raise ValueError(f"the ladder has {len(self.sizes)} sizes; at least {self.min_sizes} are needed for a fit")
+        if len(self.budgets) < self.min_budgets:
+            raise ValueError(f"the ladder has {len(self.budgets)} budgets; at least {self.min_budgets} are needed")
+        if sorted(self.budgets) != self.budgets or len(set(self.budgets)) != len(self.budgets):
+            raise ValueError("budgets must be distinct and in increasing order")
+        for size in [*self.sizes, Size(width=self.predict.width, depth=self.predict.depth)]:
+            if size.width % self.family.head_dim:
+                raise ValueError(f"width {size.width} is not a multiple of family.head_dim {self.family.head_dim}")
+        return self

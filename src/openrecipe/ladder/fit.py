@@ -1,0 +1,145 @@
+"""Scaling-law fits: L(N, D) = E + A/N^alpha + B/D^beta fitted directly (Huber loss on log residuals,
+many starting points, as in Chinchilla's third approach) with bootstrap intervals; optimal learning rate
+and batch size as power laws of compute (DeepSeek's form eta = a C^b, B = c C^d); Kendall tau between rungs.
+scipy does the optimizing; what is written here is only the model and the resampling."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+HUBER_DELTA = 1e-3
+
+
+@dataclass
+class LossLaw:
+    E: float
+    A: float
+    alpha: float
+    B: float
+    beta: float
+
+    def predict(self, params: float | np.ndarray, tokens: float | np.ndarray) -> Any:
+        return self.E + self.A / np.power(params, self.alpha) + self.B / np.power(tokens, self.beta)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"E": self.E, "A": self.A, "alpha": self.alpha, "B": self.B, "beta": self.beta}
+
+
+def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray) -> tuple[float, np.ndarray]:
+    """Huber loss of log residuals and its exact gradient (L-BFGS-B needs far fewer evaluations with it)."""
+    a, b, e, alpha, beta = theta
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
+    top = terms.max(axis=0)
+    weights = np.exp(terms - top)
+    total = weights.sum(axis=0)
+    residual = top + np.log(total) - log_l
+    weights /= total
+    small = np.abs(residual) <= HUBER_DELTA
+    value = np.where(small, 0.5 * residual**2, HUBER_DELTA * (np.abs(residual) - 0.5 * HUBER_DELTA)).sum()
+    slope = np.clip(residual, -HUBER_DELTA, HUBER_DELTA)
+    gradient = np.array(
+        [
+            np.sum(slope * weights[0]),
+            np.sum(slope * weights[1]),
+            np.sum(slope * weights[2]),
+            -np.sum(slope * weights[0] * log_n),
+            -np.sum(slope * weights[1] * log_d),
+        ]
+    )
+    return float(value), gradient
+
+
+def _starts(losses: np.ndarray) -> list[np.ndarray]:
+    floor = math.log(max(1e-3, float(losses.min()) * 0.5))
+    return [
+        np.array([a, b, e, alpha, beta])
+        for a, b, e, alpha, beta in itertools.product((0.0, 8.0), (0.0, 8.0), (floor,), (0.3, 0.7), (0.3, 0.7))
+    ]
+
+
+def fit_loss_law(
+    params: np.ndarray, tokens: np.ndarray, losses: np.ndarray, starts: list[np.ndarray] | None = None
+) -> tuple[LossLaw, np.ndarray]:
+    """The best of many L-BFGS-B runs; returns the law and the raw parameter vector (a, b, e, alpha, beta)."""
+    from scipy.optimize import minimize
+
+    log_n, log_d, log_l = np.log(params), np.log(tokens), np.log(losses)
+    best = None
+    bounds = [(-10, 40), (-10, 40), (-10, 5), (0.0, 3.0), (0.0, 3.0)]
+    for start in starts or _starts(losses):
+        result = minimize(_objective, start, args=(log_n, log_d, log_l), method="L-BFGS-B", jac=True, bounds=bounds)
+        if best is None or result.fun < best.fun:
+            best = result
+    a, b, e, alpha, beta = best.x
+    return LossLaw(math.exp(e), math.exp(a), float(alpha), math.exp(b), float(beta)), best.x
+
+
+def bootstrap_loss_law(
+    params: np.ndarray, tokens: np.ndarray, losses: np.ndarray, *, resamples: int, seed: int, at: tuple[float, float]
+) -> dict[str, Any]:
+    """Refit on points drawn with replacement; 2.5/97.5 percentiles of each coefficient and of L(at)."""
+    law, theta = fit_loss_law(params, tokens, losses)
+    rng = np.random.default_rng(seed)
+    starts = [theta, _starts(losses)[-1]]  # the full fit's optimum, and one far start as a guard
+    samples: dict[str, list[float]] = {key: [] for key in (*law.as_dict(), "prediction")}
+    for _ in range(resamples):
+        index = rng.integers(0, len(losses), size=len(losses))
+        refit, _ = fit_loss_law(params[index], tokens[index], losses[index], starts)
+        for key, value in refit.as_dict().items():
+            samples[key].append(value)
+        samples["prediction"].append(float(refit.predict(at[0], at[1])))
+    intervals = {key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for key, v in samples.items()}
+    residuals = np.log(losses) - np.log(law.predict(params, tokens))
+    return {
+        "law": law.as_dict(),
+        "intervals": intervals,
+        "prediction": float(law.predict(at[0], at[1])),
+        "prediction_interval": intervals["prediction"],
+        "residuals": residuals.tolist(),
+        "rms_relative_error": float(np.sqrt(np.mean(np.expm1(residuals) ** 2))),
+        "resamples": resamples,
+    }
+
+
+def fit_power_law(compute: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    """value = a * C^b, least squares in log-log space (scipy's linregress)."""
+    from scipy.stats import linregress
+
+    if len(set(np.round(np.log(values), 9))) == 1:  # every rung chose the same value: a flat law
+        return {"a": float(values[0]), "b": 0.0, "r2": 1.0}
+    fit = linregress(np.log(compute), np.log(values))
+    return {"a": float(math.exp(fit.intercept)), "b": float(fit.slope), "r2": float(fit.rvalue**2)}
+
+
+def power_law_at(law: dict[str, float], compute: float) -> float:
+    return law["a"] * compute ** law["b"]
+
+
+def kendall_tau(first: list[float], second: list[float]) -> float | None:
+    from scipy.stats import kendalltau
+
+    if len(first) < 2:
+        return None
+    tau = kendalltau(first, second).statistic
+    return None if tau is None or math.isnan(tau) else float(tau)
+
+
+def distinguishable_tau(first: list[float], second: list[float], band: float) -> dict[str, Any]:
+    """Kendall tau over the pairs whose difference exceeds the seed-noise band at both rungs; the other
+    pairs are ties under noise and are counted, not ranked."""
+    agree = disagree = ties = 0
+    for i, j in itertools.combinations(range(len(first)), 2):
+        d1, d2 = first[i] - first[j], second[i] - second[j]
+        if abs(d1) <= band or abs(d2) <= band:
+            ties += 1
+        elif d1 * d2 > 0:
+            agree += 1
+        else:
+            disagree += 1
+    ranked = agree + disagree
+    return {"tau": (agree - disagree) / ranked if ranked else None, "ranked_pairs": ranked, "tied_pairs": ties}
