@@ -53,6 +53,7 @@ class Generation:
         self.created = int(time.time())
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         max_tokens = self._max_tokens(prompts)
+        self.grammar = self._grammar()
         outside = [token for token in body.token_bias() if token >= engine.vocab_size]
         if outside:
             raise ApiError(400, f"logit_bias names token {outside[0]}, outside the vocabulary", param="logit_bias")
@@ -86,6 +87,16 @@ class Generation:
             )
         return min(requested or min(self.settings.default_max_tokens, cap), context - longest)
 
+    def _grammar(self) -> Any:
+        response_format = getattr(self.body, "response_format", None)
+        schema = response_format.constraint() if response_format is not None else None
+        if schema is None:
+            return None
+        try:
+            return self.engine.compile_json_schema(schema)
+        except ValueError as error:
+            raise ApiError(400, str(error), param="response_format", code="invalid_schema") from None
+
     def _request(self, prompt: Prompt, max_tokens: int, index: int, sample: int) -> GenerationRequest:
         body = self.body
         seed = body.request_seed()
@@ -101,6 +112,7 @@ class Generation:
             frequency_penalty=body.frequency_penalty,
             logit_bias=body.token_bias(),
             logprobs=body.top_logprobs_count(),
+            grammar=self.grammar,
             prompt_logprobs=bool(getattr(body, "echo", False)) and body.top_logprobs_count() is not None,
         )
 

@@ -54,6 +54,7 @@ class GenerationRequest:
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
     logprobs: int | None = None  # None: none; k: the chosen token's logprob and the k most likely
     prompt_logprobs: bool = False  # also score the prompt tokens (completions with echo)
+    grammar: Any = None  # what the engine's compile_json_schema returned: decoding is constrained to it
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -67,6 +68,10 @@ class Engine(Protocol):
     def encode_text(self, text: str) -> list[int]: ...
 
     def decode_text(self, ids: list[int]) -> str: ...
+
+    def compile_json_schema(self, schema: dict[str, Any]) -> Any:
+        """A grammar the engine constrains decoding with; ValueError names what is wrong with the schema."""
+        ...
 
     def submit(self, request: GenerationRequest) -> None: ...
 

@@ -83,6 +83,16 @@ class LlamaCppEngine:
     def decode_text(self, ids: list[int]) -> str:
         return self.llama.detokenize(ids).decode("utf-8", errors="replace")
 
+    def compile_json_schema(self, schema: dict[str, Any]) -> Any:
+        import json
+
+        from openrecipe.models.llamacpp import load_llama_cpp
+
+        try:
+            return load_llama_cpp().LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as error:  # llama.cpp's converter raises several types on unsupported schemas
+            raise ValueError(f"the JSON schema cannot be used: {error}") from None
+
     def submit(self, request: GenerationRequest) -> None:
         self._queue.put(request)
 
@@ -114,6 +124,7 @@ class LlamaCppEngine:
             frequency_penalty=request.frequency_penalty,
             logprobs=request.logprobs,
             logit_bias=request.logit_bias or None,
+            grammar=request.grammar,
             stream=True,
         ):
             if request.cancelled.is_set():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -19,14 +20,15 @@ class RowSampler:
     request: GenerationRequest
     generator: torch.Generator | None = None
     counts: collections.Counter[int] = field(default_factory=collections.Counter)
+    constraint: Any = None  # structured.RowConstraint when the reply must follow a grammar
 
     @classmethod
-    def for_request(cls, request: GenerationRequest, device: torch.device) -> RowSampler:
+    def for_request(cls, request: GenerationRequest, device: torch.device, constraint: Any = None) -> RowSampler:
         generator = None
         if request.temperature > 0:
             generator = torch.Generator(device=device)
             generator.manual_seed(request.seed if request.seed is not None else torch.seed())
-        return cls(request, generator)
+        return cls(request, generator, constraint=constraint)
 
     def pick(self, logits: torch.Tensor) -> int:
         """Choose the next token; the most likely token always survives top-p, so the draw is never empty."""
@@ -41,6 +43,8 @@ class RowSampler:
             scores = scores.clone() if scores is logits else scores
             ids = torch.tensor(list(request.logit_bias), device=scores.device)
             scores[ids] += torch.tensor(list(request.logit_bias.values()), device=scores.device, dtype=scores.dtype)
+        if self.constraint is not None:
+            scores = self.constraint.mask(scores)
         if request.temperature <= 0:
             return int(scores.argmax())
         probs = torch.softmax(scores / request.temperature, dim=-1)
@@ -55,6 +59,11 @@ class RowSampler:
 
     def record(self, token: int) -> None:
         self.counts[token] += 1
+        if self.constraint is not None:
+            self.constraint.advance(token)
+
+    def grammar_complete(self) -> bool:
+        return self.constraint is not None and self.constraint.finished()
 
 
 def token_logprob(tokenizer, logits: torch.Tensor, token: int, top: int) -> TokenLogprob:

@@ -35,6 +35,7 @@ from openrecipe.serve.engines.base import (
     held_back,
 )
 from openrecipe.serve.engines.sampling import Detokenizer, RowSampler, prompt_logprobs, token_logprob
+from openrecipe.serve.engines.structured import JsonGrammars
 
 log = logging.getLogger("openrecipe.serve")
 
@@ -82,6 +83,7 @@ class TransformersEngine:
         config = self.loaded.model.config
         self.context_length = int(getattr(config, "max_position_embeddings", 2048) or 2048)
         self.vocab_size = int(self.loaded.model.get_output_embeddings().weight.shape[0])
+        self._grammars = JsonGrammars(self.tokenizer, self.vocab_size)
         eos = self.loaded.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {i for i in [*eos_ids, self.tokenizer.eos_token_id] if i is not None}
@@ -125,6 +127,9 @@ class TransformersEngine:
 
     def decode_text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def compile_json_schema(self, schema: dict[str, Any]) -> str:
+        return self._grammars.compile(schema)
 
     def submit(self, request: GenerationRequest) -> None:
         self._queue.put(request)
@@ -241,7 +246,8 @@ class TransformersEngine:
         ).logits
         rows = []
         for index, request in enumerate(requests):
-            row = _Row(request, RowSampler.for_request(request, device), Detokenizer(self.tokenizer))
+            constraint = self._grammars.matcher(request.grammar) if request.grammar is not None else None
+            row = _Row(request, RowSampler.for_request(request, device, constraint), Detokenizer(self.tokenizer))
             if request.prompt_logprobs:
                 row.scored_prompt = prompt_logprobs(
                     self.tokenizer,
@@ -346,7 +352,7 @@ class TransformersEngine:
         self._stats["generated_tokens"] += 1
         text = row.detokenizer.add(token)
         cut, stopped = apply_stops(text, request.stops)
-        if stopped:
+        if stopped or row.sampler.grammar_complete():
             self._send(row, cut, final=True)
             self._finish(row, "stop")
             return

@@ -52,6 +52,9 @@ class VllmEngine:
     def encode_text(self, text: str) -> list[int]:
         return self.tokenizer(text, split_special_tokens=True)["input_ids"]
 
+    def compile_json_schema(self, schema: dict[str, Any]) -> Any:
+        raise ValueError("the vllm engine does not constrain decoding yet; use the transformers or llamacpp engine")
+
     def decode_text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
 
