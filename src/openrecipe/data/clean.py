@@ -184,7 +184,8 @@ class Cleaner:
         self.report = CleanReport()
         self.spill = spill if spill is not None else Spill()
         self._exact = array("Q")
-        self._bands = BandIndex(config.near_dedup_threshold, config.num_perm, config.shingle_size)
+        signatures = self.spill.path.with_suffix(".sig") if self.spill.path is not None else None
+        self._bands = BandIndex(config.near_dedup_threshold, config.num_perm, config.shingle_size, signatures)
 
     def add(self, record: Record) -> None:
         config, report = self.config, self.report
@@ -242,7 +243,11 @@ class Cleaner:
                 record = self._scrub(record, keep)
             report.rows_out += 1
             yield record
+        self.close()
+
+    def close(self) -> None:
         self.spill.close()
+        self._bands.close()
 
     def _scrub(self, record: Record, keep: set[str]) -> Record:
         totals: Counter = Counter()

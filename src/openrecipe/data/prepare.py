@@ -86,7 +86,7 @@ def prepare_data(
                 kept_per_source[record.extra.get("source")] += 1
                 handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
     finally:
-        cleaner.spill.close()
+        cleaner.close()
     for label in per_source:
         per_source[label]["rows_kept"] = kept_per_source[label]
     summary = {
@@ -102,7 +102,7 @@ def prepare_data(
 
 def remove_stale_temporaries(out_dir: Path) -> None:
     """Spill and partial output files of an interrupted earlier run (nothing else starts with these names)."""
-    for pattern in (".spill-*.jsonl.tmp", ".data.jsonl.*.tmp"):
+    for pattern in (".spill-*.jsonl.tmp", ".spill-*.jsonl.sig", ".data.jsonl.*.tmp"):
         for path in out_dir.glob(pattern):
             path.unlink(missing_ok=True)
 
