@@ -346,3 +346,19 @@ def test_chat_offers_models_by_opaque_key_and_refuses_anything_else(workspace):
             headers={"X-CSRF-Token": csrf},
         )
         assert refused.status_code == 400 and "choose a model from the list" in refused.json()["error"]
+
+
+def test_runs_detached_from_the_cli_into_the_workspace_are_adopted(workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENRECIPE_HOME", str(tmp_path / "home"))
+    from openrecipe.cli.jobs_commands import start_detached
+
+    inside, outside = workspace / "runs" / "cli-run", tmp_path / "elsewhere"
+    start_detached(["--version"], inside)
+    start_detached(["--version"], outside)
+    with client_for(workspace) as client:
+        jobs = client.get("/api/jobs").json()["jobs"]
+        assert [job["name"] for job in jobs] == ["cli-run"]
+        while client.app.state.store.job(jobs[0]["id"])["state"] == "running":
+            time.sleep(0.1)
+        events = client.app.state.store.events_after(jobs[0]["id"], 0)
+        assert any(e["kind"] == "log" and "openrecipe" in json.loads(e["data"])["line"] for e in events)

@@ -106,6 +106,9 @@ def create_app(settings: UiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from openrecipe.ui.jobs import adopt_cli_jobs
+
+        adopt_cli_jobs(store, settings.workspace)
         watcher.start()
         yield
         await watcher.stop()

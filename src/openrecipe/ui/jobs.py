@@ -48,6 +48,31 @@ def resume(store: Store, job_id: int) -> int:
     return pid
 
 
+def adopt_cli_jobs(store: Store, workspace: Path) -> int:
+    """Runs started with `openrecipe run --detach` into this workspace's runs/ join the job table too."""
+    from openrecipe.cli.jobs_commands import _registry
+
+    registry = _registry()
+    if not registry.is_file():
+        return 0
+    try:
+        entries = json.loads(registry.read_text())
+    except (OSError, json.JSONDecodeError):
+        return 0
+    known = {job["run_dir"] for job in store.jobs()}
+    runs = (workspace / "runs").resolve()
+    adopted = 0
+    for entry in entries:
+        run_dir = Path(entry["run_dir"])
+        if entry["run_dir"] in known or runs not in run_dir.parents:
+            continue
+        argv = entry.get("argv") or []
+        recipe = argv[1] if len(argv) > 1 else ""
+        store.add_job(run_dir.name, entry["run_dir"], recipe, argv, int(entry["pid"]))
+        adopted += 1
+    return adopted
+
+
 def stop(store: Store, job_id: int) -> None:
     """What `openrecipe stop` does: SIGTERM, so training saves a checkpoint before it exits."""
     job = store.job(job_id)
