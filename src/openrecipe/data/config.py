@@ -60,6 +60,7 @@ class DataSource(StrictModel):
         "auto", description="How .txt/.md files split into documents (auto: paragraphs if any, else lines)"
     )
     split: str = Field("train", description="Split of a hub dataset or of a saved dataset dictionary")
+    subset: str | None = Field(None, description="Subset (config) of a hub dataset: the folder holding its files")
     on_error: Literal["strict", "skip"] = "strict"
     max_rejected_fraction: float = Field(0.1, ge=0.0, le=1.0)
     weight: float | None = Field(None, gt=0, description="Share of this source in a mixture")

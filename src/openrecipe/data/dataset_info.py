@@ -104,8 +104,9 @@ def entry_to_source(name: str, entry: dict[str, Any], base: DataSource | None, w
         columns=ColumnMap(**columns) if columns else None,
         tags=tags,
     )
-    if entry.get("split"):
-        settings["split"] = entry["split"]
+    for key in ("split", "subset"):
+        if entry.get(key):
+            settings[key] = entry[key]
     return DataSource(**settings), local
 
 

@@ -173,15 +173,19 @@ def hub_snapshot(source: DataSource) -> list[Path]:
             raise OpenRecipeError(
                 f"cannot load hub dataset {source.path!r} ({type(error).__name__})", fix=hint
             ) from None
-    return split_files(folder, source.split)
+    return split_files(folder, source.split, source.subset)
 
 
-def split_files(folder: Path, split: str) -> list[Path]:
-    """The files of one split in a hub snapshot (`data/train-*.parquet`, `train.jsonl`, `train/…`); all if
-    no file is named after a split."""
+def split_files(folder: Path, split: str, subset: str | None = None) -> list[Path]:
+    """The files of one split (and subset) in a hub snapshot (`data/train-*.parquet`, `train.jsonl`,
+    `<subset>/train-*.parquet`); all of them if no file is named after a split."""
     from openrecipe.data.containers import row_files
 
     files = row_files(folder)
+    if subset is not None:
+        files = [file for file in files if subset in file.relative_to(folder).parts[:-1]]
+        if not files:
+            raise DataError(f"no files of subset {subset!r} in the cached dataset", where=str(folder))
     if not files:
         raise DataError("the cached dataset has no data files (.parquet, .jsonl, .json, .arrow)", where=str(folder))
     pattern = re.compile(rf"(^|[/_.-]){re.escape(split)}([/_.-]|$)")

@@ -259,3 +259,9 @@ def test_cached_hub_dataset_is_read_offline(tmp_path, monkeypatch):
     loaded = load("acme/faq")
     assert loaded.format == "alpaca" and len(loaded.records) == 1
     assert len(load("acme/faq", split="test").records) == 3
+    zh = repo / "snapshots" / commit / "zh"
+    zh.mkdir()
+    datasets.Dataset.from_list([ALPACA_WITH_TEXT] * 2).to_parquet(str(zh / "train-00000-of-00001.parquet"))
+    assert len(load("acme/faq", subset="zh").records) == 2
+    with pytest.raises(DataError, match="no files of subset 'fr'"):
+        load("acme/faq", subset="fr")
