@@ -42,14 +42,14 @@ class QuantizeStage(StageConfig):
     methods: list[QuantMethod] = Field(
         default_factory=lambda: ["int8"],
         min_length=1,
-        description="int8 (per-group scales, best quality), int8_row (faster CPU decode), int4",
+        description="int8 (per-group scales, best quality) or int8_row (faster CPU decode); 4-bit: export gguf q4_k_m",
     )
 
     def artifact_kinds(self) -> dict[str, str]:
         return {**{method: QUANTIZED for method in self.methods}, "model": QUANTIZED}
 
 
-@stage_kind(QuantizeStage, "INT8/INT4 weight quantization (torchao)")
+@stage_kind(QuantizeStage, "INT8 weight quantization (torchao)")
 def run_quantize(context: StageContext, config: QuantizeStage) -> StageResult:
     from openrecipe.quantize.torchao_backend import quantize_folder
 
