@@ -12,7 +12,7 @@ from openrecipe.config.common import Identity
 from openrecipe.data.config import DataSource
 from openrecipe.data.containers import first_row, is_row_container, is_saved_dataset
 from openrecipe.data.dataset_info import is_dataset_info, resolve_dataset_info
-from openrecipe.data.readers import READERS, TEXT_SUFFIXES, ReadContext
+from openrecipe.data.readers import READERS, TEXT_SUFFIXES, ReadContext, text_files
 from openrecipe.data.records import Record
 from openrecipe.data.validation import DataError, FieldPolicy, Rejections
 from openrecipe.errors import OpenRecipeError
@@ -86,7 +86,7 @@ def detect_format(path: Path, source: DataSource | None = None) -> str:
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES or (path.is_dir() and not is_row_container(path)):
         return "text"
-    if path.is_dir() and any(p.suffix.lower() in TEXT_SUFFIXES for p in path.rglob("*")) and not is_saved_dataset(path):
+    if path.is_dir() and not is_saved_dataset(path) and text_files(path):
         return "text"
     if suffix in TABLE_SUFFIXES:
         return "table"

@@ -406,15 +406,19 @@ def iter_text_documents(path: Path, mode: str) -> Iterator[tuple[int, str]]:
         yield start, "\n".join(paragraph).strip()
 
 
-def _text_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
+def text_files(path: Path) -> list[Path]:
+    """The .txt/.md files of a folder; a dataset card (README.md) beside data files is not text to train on."""
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
+    if files and is_row_container(path):
+        files = [file for file in files if file.name.lower() != "readme.md"]
+    return files
 
 
 @READERS.register("text")
 def read_text(path: Path, source: DataSource, context: ReadContext, rejections: Rejections) -> Iterator[Record]:
     """Corpora for continued pretraining: .txt/.md files or folders, or rows with a text column."""
-    if path.is_dir() and _text_files(path):
-        for file in _text_files(path):
+    if path.is_dir() and text_files(path):
+        for file in text_files(path):
             yield from read_text(file, source, context, rejections)
         return
     if path.is_dir() or path.suffix.lower() not in TEXT_SUFFIXES:

@@ -221,6 +221,11 @@ def test_parquet_arrow_and_saved_datasets(tmp_path):
     parquet = load(tmp_path / "train.parquet")
     assert parquet.format == "messages" and len(parquet.records) == 2
     assert parquet.records[1].where == f"{tmp_path / 'train.parquet'}:row 2"
+    clone = tmp_path / "clone"  # a hub dataset's folder: its card and its data files
+    (clone / "data").mkdir(parents=True)
+    (clone / "README.md").write_text("---\nlicense: mit\n---\n# A dataset card\n")
+    table.to_parquet(str(clone / "data" / "train-00000-of-00001.parquet"))
+    assert load(clone).format == "messages" and len(load(clone).records) == 2
     table.save_to_disk(str(tmp_path / "saved"))
     saved = load(tmp_path / "saved")
     assert saved.format == "messages" and len(saved.records) == 2
