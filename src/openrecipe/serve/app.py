@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
-from openrecipe.serve.completions import Generation, Prompt, answer
+from openrecipe.serve import tools
+from openrecipe.serve.completions import Generation, Prompt, ToolCalling, answer
 from openrecipe.serve.config import ServeSettings
 from openrecipe.serve.engines.base import ControlTokenInContent, Engine
 from openrecipe.serve.errors import ApiError, ValidationApiError, add_error_handlers
@@ -83,15 +84,25 @@ def _add_generation_routes(app: FastAPI, settings: ServeSettings, engine: Engine
         messages = [message.for_template() for message in body.messages]
         if settings.system_prompt and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": settings.system_prompt})
+        offered = body.active_tools()
+        template_tools = None
+        if offered:
+            messages, template_tools = tools.prepare(messages, offered, engine.chat_template)
         try:
-            prompt_ids = engine.encode_chat(messages, parse_control_tokens=body.parse_control_tokens)
+            prompt_ids = engine.encode_chat(
+                messages, tools=template_tools, parse_control_tokens=body.parse_control_tokens
+            )
         except ControlTokenInContent as error:
             raise ApiError(400, str(error), param="messages", code="control_token_in_content") from None
         except Exception as error:
             raise ApiError(
                 400, f"cannot apply the chat template to these messages: {error}", param="messages"
             ) from None
-        generation = Generation(settings, engine, body, [Prompt(_non_empty(prompt_ids, "messages"))], chat=True)
+        calling = (
+            ToolCalling(offered, tools.family(engine.chat_template), body.parallel_tool_calls) if offered else None
+        )
+        prompt = Prompt(_non_empty(prompt_ids, "messages"))
+        generation = Generation(settings, engine, body, [prompt], chat=True, tool_calling=calling)
         return await metrics.observe("chat", answer(request, generation))
 
     @app.post("/v1/completions")

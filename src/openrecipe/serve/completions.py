@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from openrecipe.serve import tools
 from openrecipe.serve.config import ServeSettings
 from openrecipe.serve.engines.base import Delta, Engine, Finished, GenerationRequest, TokenLogprob
 from openrecipe.serve.errors import ApiError
@@ -40,13 +41,33 @@ class _Choice:
     finished: Finished | None = None
 
 
+@dataclass
+class ToolCalling:
+    offered: list[dict[str, Any]]
+    family: str
+    parallel: bool
+
+    def split(self, text: str) -> tuple[str | None, list[dict[str, Any]]]:
+        names = {tool["function"]["name"] for tool in self.offered}
+        content, calls = tools.parse(text, names, self.family)
+        return content, calls if self.parallel else calls[:1]
+
+
 class Generation:
     """The generations of one request and the queue their events arrive on."""
 
     def __init__(
-        self, settings: ServeSettings, engine: Engine, body: SamplingFields, prompts: list[Prompt], *, chat: bool
+        self,
+        settings: ServeSettings,
+        engine: Engine,
+        body: SamplingFields,
+        prompts: list[Prompt],
+        *,
+        chat: bool,
+        tool_calling: ToolCalling | None = None,
     ):
         self.settings, self.engine, self.body, self.chat = settings, engine, body, chat
+        self.tool_calling = tool_calling
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue = asyncio.Queue()
         self.deadline = self.loop.time() + settings.request_timeout_s
@@ -90,6 +111,9 @@ class Generation:
     def _grammar(self) -> Any:
         response_format = getattr(self.body, "response_format", None)
         schema = response_format.constraint() if response_format is not None else None
+        forced = self.body.forced_tool() if self.tool_calling is not None else None  # type: ignore[attr-defined]
+        if forced is not None and self.tool_calling is not None:
+            schema = tools.call_schema(self.tool_calling.offered, forced or None)
         if schema is None:
             return None
         try:
@@ -204,6 +228,11 @@ def _whole_choice(generation: Generation, choice: _Choice) -> dict[str, Any]:
     out: dict[str, Any] = {"index": choice.index, "finish_reason": finished.reason}
     if generation.chat:
         out["message"] = {"role": "assistant", "content": choice.text}
+        if generation.tool_calling is not None:
+            content, calls = generation.tool_calling.split(choice.text)
+            if calls:
+                out["message"] = {"role": "assistant", "content": content, "tool_calls": calls}
+                out["finish_reason"] = "tool_calls"
         out["logprobs"] = (
             {"content": [_chat_logprob(t) for t in choice.logprobs], "refusal": None} if wants_logprobs else None
         )
@@ -234,6 +263,20 @@ def _completion_logprobs(tokens: list[TokenLogprob]) -> dict[str, Any]:
         "top_logprobs": [dict(t.top) if t.logprob is not None else None for t in tokens],
         "text_offset": offsets,
     }
+
+
+def _tool_chunks(generation: Generation, index: int, finished: Finished) -> list[dict[str, Any]]:
+    """The deltas that end a buffered choice when tools are offered: content, then calls, then the reason."""
+    assert generation.tool_calling is not None
+    content, calls = generation.tool_calling.split(generation.choices[index].text)
+    pieces = []
+    if content:
+        pieces.append({"delta": {"content": content}, "reason": None})
+    if calls:
+        deltas = [{"index": position, **call} for position, call in enumerate(calls)]
+        pieces.append({"delta": {"tool_calls": deltas}, "reason": None})
+    pieces.append({"delta": {}, "reason": "tool_calls" if calls else finished.reason})
+    return pieces
 
 
 async def _stream(request: Request, generation: Generation) -> AsyncIterator[str]:
@@ -274,7 +317,14 @@ async def _stream(request: Request, generation: Generation) -> AsyncIterator[str
             except ApiError as error:
                 yield error.sse()
                 return
-            if isinstance(event, Delta):
+            if isinstance(event, Delta) and generation.tool_calling is not None:
+                generation.choices[index].text += event.text  # a tool call is known only once it is whole
+            elif isinstance(event, Finished) and generation.tool_calling is not None:
+                generation.choices[index].finished = event
+                pending -= 1
+                for piece in _tool_chunks(generation, index, event):
+                    yield chunk(index, piece["delta"], "", piece["reason"])
+            elif isinstance(event, Delta):
                 logprobs = None
                 if wants_logprobs:
                     tokens = event.logprobs or []

@@ -73,7 +73,7 @@ def test_stop_sequences(client):
             "context_length_exceeded",
         ),
         ({"n": 9}, openai.BadRequestError, "invalid_value"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, openai.BadRequestError, "unsupported_parameter"),
+        ({"extra_body": {"store": True}}, openai.BadRequestError, "unsupported_parameter"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, openai.BadRequestError, "invalid_value"),
         ({"temperature": 7}, openai.BadRequestError, "invalid_value"),
     ],

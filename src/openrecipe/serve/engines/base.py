@@ -63,7 +63,15 @@ class Engine(Protocol):
     context_length: int
     vocab_size: int
 
-    def encode_chat(self, messages: list[dict[str, Any]], *, parse_control_tokens: bool = False) -> list[int]: ...
+    chat_template: str | None
+
+    def encode_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        parse_control_tokens: bool = False,
+    ) -> list[int]: ...
 
     def encode_text(self, text: str) -> list[int]: ...
 

@@ -54,7 +54,17 @@ class LlamaCppEngine:
         for thread in self._threads:
             thread.start()
 
-    def encode_chat(self, messages: list[dict[str, Any]], *, parse_control_tokens: bool = False) -> list[int]:
+    @property
+    def chat_template(self) -> str | None:
+        return self.llama.metadata.get("tokenizer.chat_template")
+
+    def encode_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        parse_control_tokens: bool = False,
+    ) -> list[int]:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         template = self.llama.metadata.get("tokenizer.chat_template")
@@ -63,7 +73,7 @@ class LlamaCppEngine:
         compiled = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
 
         def render(items: list[dict[str, Any]]) -> str:
-            return compiled.render(messages=items, add_generation_prompt=True, bos_token="", eos_token="")
+            return compiled.render(messages=items, tools=tools, add_generation_prompt=True, bos_token="", eos_token="")
 
         def markup(text: str) -> list[int]:
             return self.llama.tokenize(text.encode(), add_bos=False, special=True)

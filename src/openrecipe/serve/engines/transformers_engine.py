@@ -106,16 +106,37 @@ class TransformersEngine:
         self._thread.start()
 
     # -- encoding --------------------------------------------------------------------------------
-    def encode_chat(self, messages: list[dict[str, Any]], *, parse_control_tokens: bool = False) -> list[int]:
+    @property
+    def chat_template(self) -> str | None:
+        template = getattr(self.tokenizer, "chat_template", None)
+        return template if isinstance(template, str) else None
+
+    def encode_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        parse_control_tokens: bool = False,
+    ) -> list[int]:
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         prefix = [] if has_template else self.tokenizer("", add_special_tokens=True)["input_ids"]
+
+        def render(items: list[dict[str, Any]]) -> str:
+            if tools and has_template:
+                return self.tokenizer.apply_chat_template(
+                    items, tools=tools, tokenize=False, add_generation_prompt=True
+                )
+            return render_chat(self.tokenizer, items)
+
+        def markup(text: str) -> list[int]:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
         if parse_control_tokens:
-            text = render_chat(self.tokenizer, messages)
-            return prefix + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return prefix + markup(render(messages))
         return prefix + encode_chat_content_as_text(
             messages,
-            render=lambda masked: render_chat(self.tokenizer, masked),
-            tokenize_markup=lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"],
+            render=render,
+            tokenize_markup=markup,
             tokenize_text=lambda text: self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)[
                 "input_ids"
             ],

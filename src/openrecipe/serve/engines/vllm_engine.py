@@ -29,11 +29,22 @@ class VllmEngine:
         self._closing = threading.Event()
         self._thread.start()
 
-    def encode_chat(self, messages: list[dict[str, Any]], *, parse_control_tokens: bool = False) -> list[int]:
+    @property
+    def chat_template(self) -> str | None:
+        template = getattr(self.tokenizer, "chat_template", None)
+        return template if isinstance(template, str) else None
+
+    def encode_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        parse_control_tokens: bool = False,
+    ) -> list[int]:
         from openrecipe.serve.engines.base import encode_chat_content_as_text
 
         def render(items: list[dict[str, Any]]) -> str:
-            return self.tokenizer.apply_chat_template(items, add_generation_prompt=True, tokenize=False)
+            return self.tokenizer.apply_chat_template(items, tools=tools, add_generation_prompt=True, tokenize=False)
 
         def markup(text: str) -> list[int]:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
