@@ -33,14 +33,24 @@ def serve(
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds to send a request body before 408."),
     context_length: int | None = typer.Option(None, "--context-length", help="llamacpp: context tokens per slot."),
     slots: int = typer.Option(1, "--slots", help="llamacpp: requests decoded in parallel (one context each)."),
+    adapter: list[str] = typer.Option(
+        [], "--adapter", help="NAME=PATH: serve a LoRA adapter as model NAME beside the base (repeat)."
+    ),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
 ) -> None:
     from openrecipe.config.loading import validate_config
+    from openrecipe.errors import OpenRecipeError
     from openrecipe.serve.config import ServeSettings
     from openrecipe.serve.run import serve as run_server
 
+    adapters = {}
+    for item in adapter:
+        name, separator, path = item.partition("=")
+        if not separator or not name or not path:
+            raise OpenRecipeError(f"--adapter {item!r} is not NAME=PATH", fix="e.g. --adapter nova=runs/x/sft/adapter")
+        adapters[name] = path
     settings = validate_config(
         ServeSettings,
         {
@@ -62,6 +72,7 @@ def serve(
             "body_timeout_s": body_timeout,
             "context_length": context_length,
             "slots": slots,
+            "adapters": adapters,
             "device": device,
             "dtype": dtype,
             "trust_remote_code": trust_remote_code,

@@ -58,13 +58,14 @@ def _add_info_routes(app: FastAPI, engine: Engine, gate: Gate, metrics: Metrics)
             "object": "list",
             "data": [
                 {
-                    "id": engine.model_id,
+                    "id": model_id,
                     "object": "model",
                     "created": 0,
                     "owned_by": "openrecipe",
-                    "parent": None,
+                    "parent": parent,
                     "context_length": engine.context_length,
                 }
+                for model_id, parent in engine.served_models()
             ],
         }
 
@@ -144,10 +145,11 @@ async def _parse(request: Request, model: type[SamplingFields], engine: Engine) 
         raise ValidationApiError(list(error.errors())) from None
     except RecursionError:
         raise ApiError(400, "request body is nested too deeply", code="invalid_json") from None
-    if body.model != engine.model_id:
+    served = [model_id for model_id, _ in engine.served_models()]
+    if body.model not in served:
         raise ApiError(
             404,
-            f"model {body.model!r} does not exist; this server serves {engine.model_id!r}",
+            f"model {body.model!r} does not exist; this server serves {', '.join(map(repr, served))}",
             param="model",
             code="model_not_found",
         )

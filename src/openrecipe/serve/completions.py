@@ -137,6 +137,7 @@ class Generation:
             logit_bias=body.token_bias(),
             logprobs=body.top_logprobs_count(),
             grammar=self.grammar,
+            adapter=None if body.model == self.engine.model_id else body.model,
             prompt_logprobs=bool(getattr(body, "echo", False)) and body.top_logprobs_count() is not None,
         )
 
@@ -205,7 +206,7 @@ async def answer(request: Request, generation: Generation) -> Any:
         "id": generation.id,
         "object": "chat.completion" if generation.chat else "text_completion",
         "created": generation.created,
-        "model": generation.engine.model_id,
+        "model": generation.body.model,
         "choices": [_whole_choice(generation, choice) for choice in generation.choices],
         "usage": usage,
     }
@@ -289,7 +290,7 @@ async def _stream(request: Request, generation: Generation) -> AsyncIterator[str
             "id": generation.id,
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": generation.created,
-            "model": generation.engine.model_id,
+            "model": generation.body.model,
             "choices": [],
         }
         if index is not None:

@@ -37,10 +37,21 @@ class ServeSettings(StrictModel):
     decode_chunk: int = Field(8, ge=1, description="Tokens decoded per batch before switching to another batch")
     context_length: int | None = Field(None, ge=16, description="llamacpp: context tokens per slot (default 4096)")
     slots: int = Field(1, ge=1, le=64, description="llamacpp: requests decoded in parallel, one context each")
+    adapters: dict[str, str] = Field(
+        default_factory=dict, description="transformers: LoRA adapters served beside the base, by model name"
+    )
     log_bodies: bool = False
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _adapters_need_transformers(self) -> ServeSettings:
+        if self.adapters and self.engine != "transformers":
+            raise ValueError("--adapter needs the transformers engine (or merge the adapter and export it)")
+        if self.model_name is not None and self.model_name in self.adapters:
+            raise ValueError(f"adapter name {self.model_name!r} is also the base model's name; pick another")
+        return self
 
     @model_validator(mode="after")
     def _safe(self) -> ServeSettings:

@@ -28,6 +28,7 @@ def build(settings: ServeSettings):
             device=settings.device,
             dtype=settings.dtype,
             trust_remote_code=settings.trust_remote_code,
+            adapters=settings.adapters or None,
         )
     elif settings.engine == "llamacpp":
         options.update(slots=settings.slots)

@@ -54,6 +54,7 @@ class GenerationRequest:
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
     logprobs: int | None = None  # None: none; k: the chosen token's logprob and the k most likely
     prompt_logprobs: bool = False  # also score the prompt tokens (completions with echo)
+    adapter: str | None = None  # a LoRA adapter served beside the base model (None: the base)
     grammar: Any = None  # what the engine's compile_json_schema returned: decoding is constrained to it
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -84,6 +85,10 @@ class Engine(Protocol):
     def submit(self, request: GenerationRequest) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    def served_models(self) -> list[tuple[str, str | None]]:
+        """(model id, parent id) for everything a request may name: the base, then any adapters."""
+        ...
 
     def close(self) -> None: ...
 

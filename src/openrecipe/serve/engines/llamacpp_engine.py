@@ -160,6 +160,9 @@ class LlamaCppEngine:
                 return
         request.emit(Finished("stop", prompt_tokens, produced))
 
+    def served_models(self) -> list[tuple[str, str | None]]:
+        return [(self.model_id, None)]
+
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
 

@@ -72,6 +72,7 @@ class TransformersEngine:
         device: str = "auto",
         dtype: str = "auto",
         trust_remote_code: bool = False,
+        adapters: dict[str, str] | None = None,
     ) -> None:
         from openrecipe.models.loading import load_model
 
@@ -80,6 +81,9 @@ class TransformersEngine:
         )
         self.tokenizer = self.loaded.tokenizer
         self.model_id = model_id
+        parameters = inspect.signature(self.loaded.model.forward).parameters
+        self.adapters = list(adapters or {})
+        self._model = self._with_adapters(adapters) if adapters else self.loaded.model
         config = self.loaded.model.config
         self.context_length = int(getattr(config, "max_position_embeddings", 2048) or 2048)
         self.vocab_size = int(self.loaded.model.get_output_embeddings().weight.shape[0])
@@ -87,7 +91,6 @@ class TransformersEngine:
         eos = self.loaded.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {i for i in [*eos_ids, self.tokenizer.eos_token_id] if i is not None}
-        parameters = inspect.signature(self.loaded.model.forward).parameters
         # transformers 5 renamed `past_key_values` to `cache`; support both.
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
@@ -106,6 +109,35 @@ class TransformersEngine:
         self._thread.start()
 
     # -- encoding --------------------------------------------------------------------------------
+    def _with_adapters(self, adapters: dict[str, str]):
+        """One copy of the base weights with every LoRA adapter loaded beside it; rows pick theirs per forward."""
+        from peft import PeftModel
+
+        from openrecipe.errors import OpenRecipeError
+
+        model = None
+        for name, path in adapters.items():
+            try:
+                if model is None:
+                    model = PeftModel.from_pretrained(self.loaded.model, path, adapter_name=name)
+                else:
+                    model.load_adapter(path, adapter_name=name)
+            except (OSError, ValueError) as error:
+                raise OpenRecipeError(
+                    f"cannot load adapter {name!r} from {path}: {error}", fix="pass a PEFT adapter folder"
+                ) from None
+        assert model is not None
+        model.eval()
+        return model
+
+    def served_models(self) -> list[tuple[str, str | None]]:
+        return [(self.model_id, None)] + [(name, self.model_id) for name in self.adapters]
+
+    def _adapter_arguments(self, requests: list[GenerationRequest]) -> dict[str, Any]:
+        if not self.adapters:
+            return {}
+        return {"adapter_names": [request.adapter or "__base__" for request in requests]}
+
     @property
     def chat_template(self) -> str | None:
         template = getattr(self.tokenizer, "chat_template", None)
@@ -257,13 +289,14 @@ class TransformersEngine:
         cache = DynamicCache()
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
         score_prompt = any(r.prompt_logprobs for r in requests)
-        logits = self.loaded.model(
+        logits = self._model(
             input_ids=ids,
             attention_mask=attention,
             position_ids=positions,
             use_cache=True,
             **{self._cache_arg: cache},
             **({} if score_prompt else self._keep_last),
+            **self._adapter_arguments(requests),
         ).logits
         rows = []
         for index, request in enumerate(requests):
@@ -346,12 +379,13 @@ class TransformersEngine:
             step = torch.tensor(next_ids, device=self.loaded.device).unsqueeze(-1)
             batch.attention = torch.cat([batch.attention, torch.ones_like(step)], dim=-1)
             batch.positions = batch.positions + 1
-            batch.next_logits = self.loaded.model(
+            batch.next_logits = self._model(
                 input_ids=step,
                 attention_mask=batch.attention,
                 position_ids=batch.positions,
                 use_cache=True,
                 **{self._cache_arg: batch.cache},
+                **self._adapter_arguments([row.request for row in batch.rows]),
             ).logits[:, -1, :]
         return True
 

@@ -113,6 +113,9 @@ class VllmEngine:
                 for request in batch:
                     request.emit(Failed(f"vLLM failed: {error}"))
 
+    def served_models(self) -> list[tuple[str, str | None]]:
+        return [(self.model_id, None)]
+
     def stats(self) -> dict[str, Any]:
         return {}
 
