@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
 from openrecipe.serve import tools
+from openrecipe.serve.admin import add_admin_routes
 from openrecipe.serve.completions import Generation, Prompt, ToolCalling, answer
 from openrecipe.serve.config import ServeSettings
 from openrecipe.serve.engines.base import ControlTokenInContent, Engine
@@ -29,6 +30,7 @@ def create_app(settings: ServeSettings, engine: Engine) -> Gate:
     app.state.gate, app.state.metrics = gate, metrics
     _add_info_routes(app, engine, gate, metrics)
     _add_generation_routes(app, settings, engine, metrics)
+    add_admin_routes(app, settings, engine)
     return gate
 
 

@@ -25,6 +25,9 @@ class ServeSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     api_key: str | None = Field(None, min_length=8)
+    admin_key: str | None = Field(
+        None, min_length=8, description="Enables /admin (adapters at run time); send it as X-Admin-Key"
+    )
     system_prompt: str | None = None
     cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed to call the API")
     max_body_bytes: int = Field(1_000_000, ge=1024)

@@ -68,3 +68,44 @@ def test_mixed_adapter_burst_gets_each_identity_right(tiny_model_dir, adapters):
             assert replies == [expected[name]] * 2, name
         missing = httpx.post(f"{base}/v1/chat/completions", json={"model": "nope", "messages": PROMPT})
         assert missing.status_code == 404
+
+
+def test_adapters_load_and_unload_at_run_time(tiny_model_dir, adapters):
+    import json
+
+    admin = {"X-Admin-Key": "admin-key-123"}
+    settings = {"adapters": {"nova": str(adapters["nova"])}, "admin_key": "admin-key-123", "decode_chunk": 1}
+    with running_server(model=str(tiny_model_dir), max_tokens_cap=400, **settings) as (base, engine):
+        load = {"name": "lumen", "path": str(adapters["lumen"])}
+        assert (
+            httpx.post(f"{base}/admin/adapters", json=load, headers={"X-Admin-Key": "wrong-key-000"}).status_code == 403
+        )
+        assert httpx.post(f"{base}/admin/adapters", json=load, headers=admin, timeout=60).status_code == 200
+        assert httpx.post(f"{base}/admin/adapters", json=load, headers=admin, timeout=60).status_code == 409
+        assert [m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]] == ["tiny", "nova", "lumen"]
+        lumen_reply = _greedy(base, "lumen")
+        assert lumen_reply not in (_greedy(base, "nova"), _greedy(base, "tiny"))
+
+        finish: list = []
+
+        def long_stream() -> None:
+            body = {"model": "lumen", "messages": PROMPT, "max_tokens": 120, "temperature": 0, "stream": True}
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=120) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        choices = json.loads(line[6:])["choices"]
+                        if choices and choices[0]["finish_reason"]:
+                            finish.append((response.status_code, choices[0]["finish_reason"]))
+
+        thread = threading.Thread(target=long_stream)
+        before = engine.stats()["generated_tokens"]
+        thread.start()
+        while engine.stats()["generated_tokens"] == before:
+            thread.join(0.05)
+        assert httpx.delete(f"{base}/admin/adapters/lumen", headers=admin).status_code == 200
+        refused = httpx.post(f"{base}/v1/chat/completions", json={"model": "lumen", "messages": PROMPT})
+        assert refused.status_code == 404
+        thread.join()
+        assert finish == [(200, "length")] or finish == [(200, "stop")]
+        assert httpx.delete(f"{base}/admin/adapters/lumen", headers=admin).status_code == 404
+        assert _greedy(base, "nova")  # the other adapter is untouched

@@ -12,11 +12,13 @@ prefill that fails is retried request by request, and a decode step that fails f
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import inspect
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +86,10 @@ class TransformersEngine:
         parameters = inspect.signature(self.loaded.model.forward).parameters
         self.adapters = list(adapters or {})
         self._model = self._with_adapters(adapters) if adapters else self.loaded.model
+        self._controls: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future]] = queue.Queue()
+        self._retiring: set[str] = set()  # unloaded names whose running requests still finish
+        self._adapter_users: collections.Counter[str] = collections.Counter()
+        self._users_lock = threading.Lock()
         config = self.loaded.model.config
         self.context_length = int(getattr(config, "max_position_embeddings", 2048) or 2048)
         self.vocab_size = int(self.loaded.model.get_output_embeddings().weight.shape[0])
@@ -185,7 +191,60 @@ class TransformersEngine:
         return self._grammars.compile(schema)
 
     def submit(self, request: GenerationRequest) -> None:
+        if request.adapter is not None:
+            with self._users_lock:
+                self._adapter_users[request.adapter] += 1
+            emit = request.emit
+
+            def emit_and_release(event, name=request.adapter, emit=emit) -> None:
+                if isinstance(event, Finished | Failed):
+                    with self._users_lock:
+                        self._adapter_users[name] -= 1
+                emit(event)
+
+            request.emit = emit_and_release
         self._queue.put(request)
+
+    # -- adapters at run time (applied by the engine thread, between decode steps) -------------------
+    def load_adapter(self, name: str, path: str) -> concurrent.futures.Future:
+        if name == self.model_id or name in self.adapters or name in self._retiring:
+            raise ValueError(f"model name {name!r} is already served")
+        if not self.adapters and not hasattr(self._model, "load_adapter"):
+            raise ValueError("this server was started without adapters; start it with --adapter to add more")
+
+        def load() -> None:
+            self._model.load_adapter(path, adapter_name=name)
+            self.adapters.append(name)
+
+        return self._control(load)
+
+    def unload_adapter(self, name: str) -> None:
+        """New requests for `name` get 404 at once; the weights go when its running requests have finished."""
+        if name not in self.adapters:
+            raise KeyError(name)
+        self.adapters.remove(name)
+        self._retiring.add(name)
+
+    def _control(self, action: Callable[[], Any]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._controls.put((action, future))
+        return future
+
+    def _apply_controls(self) -> None:
+        while True:
+            try:
+                action, future = self._controls.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                future.set_result(action())
+            except Exception as error:
+                future.set_exception(error)
+        with self._users_lock:
+            idle = [name for name in self._retiring if self._adapter_users[name] <= 0]
+        for name in idle:
+            self._model.delete_adapter(name)
+            self._retiring.discard(name)
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
@@ -198,6 +257,7 @@ class TransformersEngine:
     def _work(self) -> None:
         live: collections.deque[_Batch] = collections.deque()
         while not self._closing.is_set():
+            self._apply_controls()
             waiting = self._take_waiting(block=not live)
             for fresh in self._prefill_contained(waiting):
                 self._place(live, fresh)
