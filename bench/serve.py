@@ -1,8 +1,11 @@
 """Serving throughput on the default model: aggregate output tokens/s and p50/p99 latency at concurrency
-1, 4 and 8 against one server, next to sequential `model.generate` calls in one process.
+1, 4, 8 and 16 against one server, next to sequential `model.generate` calls in one process; JSON-schema
+constrained replies next to free text; and a mixed-adapter burst (half `nova`, half `lumen`) next to a
+single-adapter one.
 
     .venv/bin/python bench/serve.py --requests 16 --max-tokens 48
-    .venv/bin/python bench/serve.py --engine llamacpp --model runs/acme-assistant/export/model-q8_0.gguf
+    .venv/bin/python bench/serve.py --engine llamacpp --slots 4 --model runs/acme-assistant/export/model-q8_0.gguf
+    .venv/bin/python bench/serve.py --only json,adapters
 """
 
 from __future__ import annotations
@@ -28,7 +31,19 @@ PROMPTS = [
 ]
 
 
-def run_load(client, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "maxLength": 80},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "tags": {"type": "array", "items": {"enum": ["fact", "advice", "other"]}, "maxItems": 3},
+    },
+    "required": ["answer", "confidence", "tags"],
+    "additionalProperties": False,
+}
+
+
+def run_load(client, model, concurrency: int, requests: int, max_tokens: int, **extra) -> dict:
     latencies, tokens = [], []
     lock = threading.Lock()
     index = {"next": 0}
@@ -42,10 +57,11 @@ def run_load(client, model: str, concurrency: int, requests: int, max_tokens: in
                 index["next"] += 1
             start = time.perf_counter()
             reply = client.chat.completions.create(
-                model=model,
+                model=model if isinstance(model, str) else model[i % len(model)],
                 messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
                 max_tokens=max_tokens,
                 temperature=0,
+                **extra,
             )
             with lock:
                 latencies.append(time.perf_counter() - start)
@@ -83,29 +99,74 @@ def sequential_generate(model: str, requests: int, max_tokens: int) -> float:
     return produced / (time.perf_counter() - start)
 
 
+def make_adapters(model: str, out: Path) -> dict[str, str]:
+    """Two random LoRA adapters on the served model (throughput does not depend on what they learned)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from openrecipe.models.loading import load_model
+
+    adapters = {}
+    for seed, name in enumerate(["nova", "lumen"]):
+        torch.manual_seed(seed)
+        loaded = load_model(model)
+        config = LoraConfig(r=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False)
+        get_peft_model(loaded.model, config).save_pretrained(str(out / name))
+        adapters[name] = str(out / name)
+    return adapters
+
+
+def report(label: str, row: dict) -> None:
+    print(f"{label}: {row['tokens_per_s']:.1f} tok/s, p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="default")
     parser.add_argument("--engine", default="transformers")
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--slots", type=int, default=4, help="llamacpp: parallel slots")
+    parser.add_argument("--only", default="concurrency,json,adapters", help="comma-separated parts to run")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
     from openai import OpenAI
 
     from integration.serve.conftest import running_server
     from openrecipe.cli.quiet import quiet_libraries
 
     quiet_libraries()
-    with running_server(model=args.model, engine=args.engine, max_batch_size=8) as (base, _):
+    extra = {"slots": args.slots} if args.engine == "llamacpp" else {"max_batch_size": 8}
+    with running_server(model=args.model, engine=args.engine, **extra) as (base, _):
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
-        results = {c: run_load(client, "tiny", c, args.requests, args.max_tokens) for c in (1, 4, 8)}
-    for concurrency, row in results.items():
-        print(
-            f"{args.engine} concurrency {concurrency}: {row['tokens_per_s']:.1f} tok/s, "
-            f"p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s"
-        )
-    if args.engine == "transformers":
+        if "concurrency" in parts:
+            results = {c: run_load(client, "tiny", c, args.requests, args.max_tokens) for c in (1, 4, 8, 16)}
+            for concurrency, row in results.items():
+                report(f"{args.engine} concurrency {concurrency}", row)
+            print(
+                f"ratio concurrency 8 / concurrency 1: {results[8]['tokens_per_s'] / results[1]['tokens_per_s']:.2f}x"
+            )
+        if "json" in parts:
+            schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}
+            free = run_load(client, "tiny", 8, args.requests, args.max_tokens)
+            constrained = run_load(client, "tiny", 8, args.requests, args.max_tokens, response_format=schema)
+            report(f"{args.engine} free text, concurrency 8", free)
+            report(f"{args.engine} JSON schema, concurrency 8", constrained)
+            print(f"ratio JSON schema / free text: {constrained['tokens_per_s'] / free['tokens_per_s']:.2f}x")
+    if "adapters" in parts and args.engine == "transformers":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            adapters = make_adapters(args.model, Path(folder))
+            with running_server(model=args.model, adapters=adapters, max_batch_size=8) as (base, _):
+                client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
+                single = run_load(client, "nova", 8, args.requests, args.max_tokens)
+                mixed = run_load(client, ["nova", "lumen"], 8, args.requests, args.max_tokens)
+        report("one adapter (nova), concurrency 8", single)
+        report("mixed adapters (nova + lumen), concurrency 8", mixed)
+        print(f"ratio mixed / single adapter: {mixed['tokens_per_s'] / single['tokens_per_s']:.2f}x")
+    if "concurrency" in parts and args.engine == "transformers":
         baseline = sequential_generate(args.model, min(args.requests, 8), args.max_tokens)
         print(f"sequential model.generate in one process: {baseline:.1f} tok/s")
         print(f"ratio (server at concurrency 8 / sequential generate): {results[8]['tokens_per_s'] / baseline:.2f}x")
