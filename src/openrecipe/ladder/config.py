@@ -30,6 +30,11 @@ class LadderSettings(StrictModel):
     batch_sizes: list[int] = Field([16], min_length=1, description="Sequences per step; grid with the rates")
     noise_seeds: int = Field(1, ge=0, description="Extra seeds of each size's best setting, to measure seed noise")
     bootstrap: int = Field(200, ge=10, description="Bootstrap resamples for the confidence intervals")
+    threads: int = Field(
+        1,
+        ge=1,
+        description="CPU threads per rung: tiny matrices gain little from more, and lose much on a busy machine",
+    )
     predict: PredictSettings
     min_sizes: int = Field(5, ge=2, description="Refuse a ladder with fewer sizes than this")
     min_budgets: int = Field(3, ge=2, description="Refuse a ladder with fewer budgets than this")

@@ -62,15 +62,31 @@ def train_rung(
     family: FamilySettings,
     out_dir: Path,
     defaults: TrainDefaults = TrainDefaults(),
+    *,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Train, evaluate on the held-out blocks, write OUT_DIR/result.json (reused when it exists)."""
     import torch
-    from transformers import LlamaForCausalLM
 
     result_path = out_dir / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        result = _train(spec, corpus, family, defaults)
+    finally:
+        torch.set_num_threads(previous)
+    result["threads"] = threads
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(result_path, result)
+    return result
+
+
+def _train(spec: RungSpec, corpus: Corpus, family: FamilySettings, defaults: TrainDefaults) -> dict[str, Any]:
+    import torch
+    from transformers import LlamaForCausalLM
+
     size = Size(width=spec.width, depth=spec.depth)
     block = family.block_size
     steps = max(1, spec.tokens // (spec.batch_size * block))
@@ -118,7 +134,6 @@ def train_rung(
         "seconds": round(seconds, 3),
         "curve": curve,
     }
-    atomic_write_json(result_path, result)
     return result
 
 

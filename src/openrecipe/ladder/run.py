@@ -24,7 +24,7 @@ EXTRAPOLATION_WARNING = 10.0
 
 
 def _train(spec: RungSpec, corpus: Corpus, settings: LadderSettings, ladder_dir: Path, phase: str) -> dict[str, Any]:
-    result = train_rung(spec, corpus, settings.family, ladder_dir / "rungs" / spec.name)
+    result = train_rung(spec, corpus, settings.family, ladder_dir / "rungs" / spec.name, threads=settings.threads)
     return {**result, "phase": phase}
 
 
@@ -120,6 +120,7 @@ def _predict(settings: LadderSettings, sweep, points, seed: int) -> dict[str, An
     target = Size(width=settings.predict.width, depth=settings.predict.depth)
     n_target = non_embedding_params(settings.family, target)
     d_target = settings.predict.tokens
+    points = [p for p in points if np.isfinite(p["eval_loss"])]  # a diverged run has no loss to fit
     n = np.array([p["non_embedding_params"] for p in points], dtype=float)
     d = np.array([p["tokens_trained"] for p in points], dtype=float)
     losses = np.array([p["eval_loss"] for p in points], dtype=float)
