@@ -73,6 +73,7 @@ class Generation:
         self.deadline = self.loop.time() + settings.request_timeout_s
         self.created = int(time.time())
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self._refuse_unsupported()
         max_tokens = self._max_tokens(prompts)
         self.grammar = self._grammar()
         outside = [token for token in body.token_bias() if token >= engine.vocab_size]
@@ -107,6 +108,18 @@ class Generation:
                 code="context_length_exceeded",
             )
         return min(requested or min(self.settings.default_max_tokens, cap), context - longest)
+
+    def _refuse_unsupported(self) -> None:
+        """A field this engine cannot honour is a 400 naming it, never a silently different reply."""
+        for param in getattr(self.engine, "unsupported_params", ()):
+            value = getattr(self.body, param, None)
+            if param in self.body.model_fields_set and value not in (None, False):
+                raise ApiError(
+                    400,
+                    f"{param} is not supported by this server's engine; the transformers engine supports it",
+                    param=param,
+                    code="unsupported_parameter",
+                )
 
     def _grammar(self) -> Any:
         response_format = getattr(self.body, "response_format", None)

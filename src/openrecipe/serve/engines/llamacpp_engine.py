@@ -19,7 +19,6 @@ from openrecipe.serve.engines.base import (
     Failed,
     Finished,
     GenerationRequest,
-    TokenLogprob,
     apply_stops,
     encode_chat_content_as_text,
     held_back,
@@ -27,6 +26,9 @@ from openrecipe.serve.engines.base import (
 
 
 class LlamaCppEngine:
+    # llama.cpp computes logprobs only for contexts that keep every position's logits (slower, bigger).
+    unsupported_params = ("logprobs", "top_logprobs")
+
     def __init__(
         self, model: str, *, model_id: str, context_length: int = 4096, slots: int = 1, **options: Any
     ) -> None:
@@ -38,7 +40,7 @@ class LlamaCppEngine:
         check_gguf(Path(model))
         llama_cpp = load_llama_cpp()
         self._contexts = [
-            llama_cpp.Llama(model_path=model, n_ctx=context_length, logits_all=False, verbose=False)
+            llama_cpp.Llama(model_path=model, n_ctx=context_length, verbose=False)
             for _ in range(max(1, slots))
         ]
         self.llama = self._contexts[0]  # tokenizing and templates: any context will do
@@ -132,7 +134,6 @@ class LlamaCppEngine:
             seed=None if request.seed is None else request.seed % 2**32,  # llama.cpp seeds are 32-bit
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
-            logprobs=request.logprobs,
             logit_bias=request.logit_bias or None,
             grammar=request.grammar,
             stream=True,
@@ -147,9 +148,8 @@ class LlamaCppEngine:
             visible = (
                 len(text) if stopped or choice.get("finish_reason") else len(text) - held_back(text, request.stops)
             )
-            logprobs = _logprobs(choice.get("logprobs")) if request.logprobs is not None else None
-            if visible > sent or logprobs:
-                request.emit(Delta(text[sent:visible], logprobs))
+            if visible > sent:
+                request.emit(Delta(text[sent:visible]))
                 sent = max(sent, visible)
             self._stats["generated_tokens"] += 1
             if stopped:
@@ -173,16 +173,6 @@ class LlamaCppEngine:
             thread.join(timeout=10)
         for context in self._contexts:
             context.close()
-
-
-def _logprobs(block: dict[str, Any] | None) -> list[TokenLogprob]:
-    if not block:
-        return []
-    tops = block.get("top_logprobs") or [None] * len(block["tokens"])
-    return [
-        TokenLogprob(token, logprob, sorted((top or {}).items(), key=lambda item: -item[1]))
-        for token, logprob, top in zip(block["tokens"], block["token_logprobs"], tops, strict=True)
-    ]
 
 
 @ENGINES.register("llamacpp")

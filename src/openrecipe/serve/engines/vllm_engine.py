@@ -12,6 +12,8 @@ from openrecipe.serve.engines.base import ENGINES, Delta, Failed, Finished, Gene
 
 
 class VllmEngine:
+    unsupported_params = ("logprobs", "top_logprobs", "logit_bias", "response_format", "tools")
+
     def __init__(self, model: str, *, model_id: str, **options: Any) -> None:
         from vllm import LLM
 
@@ -94,7 +96,6 @@ class VllmEngine:
                         seed=r.seed,
                         presence_penalty=r.presence_penalty,
                         frequency_penalty=r.frequency_penalty,
-                        logprobs=r.logprobs,
                         stop=r.stops or None,
                     )
                     for r in batch
