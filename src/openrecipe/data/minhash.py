@@ -38,11 +38,13 @@ def shingle_hashes(text: str, size: int) -> np.ndarray:
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     if len(codes) < size:
         codes = np.pad(codes, (0, size - len(codes)))
-    windows = np.lib.stride_tricks.sliding_window_view(codes, size)
-    hashes = windows[:, 0].copy()
-    for column in range(1, size):
-        hashes = hashes * _PRIME + windows[:, column]
-    return (hashes * _MIX) >> np.uint64(32)
+    count = len(codes) - size + 1
+    hashes = codes[:count].copy()
+    for offset in range(1, size):
+        hashes *= _PRIME
+        hashes += codes[offset : offset + count]
+    hashes *= _MIX
+    return hashes >> np.uint64(32)
 
 
 @cache

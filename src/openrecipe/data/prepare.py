@@ -58,9 +58,9 @@ def prepare_data(
     try:
         for source in sources:
             stream = open_source(source, identity=identity, base_dir=base_dir)
-            rows_read = 0
+            rows_read, label = 0, source.label
             for record in stream.records:
-                record.extra["source"] = source.label
+                record.extra["source"] = label
                 rows_read += 1
                 cleaner.add(record)
             per_source[source.label] = {
