@@ -40,8 +40,7 @@ class LlamaCppEngine:
         check_gguf(Path(model))
         llama_cpp = load_llama_cpp()
         self._contexts = [
-            llama_cpp.Llama(model_path=model, n_ctx=context_length, verbose=False)
-            for _ in range(max(1, slots))
+            llama_cpp.Llama(model_path=model, n_ctx=context_length, verbose=False) for _ in range(max(1, slots))
         ]
         self.llama = self._contexts[0]  # tokenizing and templates: any context will do
         self.model_id = model_id

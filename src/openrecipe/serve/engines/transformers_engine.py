@@ -18,13 +18,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from openrecipe.models.generation import render_chat
+from openrecipe.serve.engines.adapters import AdapterSet
 from openrecipe.serve.engines.base import (
     ENGINES,
     Delta,
@@ -84,12 +84,7 @@ class TransformersEngine:
         self.tokenizer = self.loaded.tokenizer
         self.model_id = model_id
         parameters = inspect.signature(self.loaded.model.forward).parameters
-        self.adapters = list(adapters or {})
-        self._model = self._with_adapters(adapters) if adapters else self.loaded.model
-        self._controls: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future]] = queue.Queue()
-        self._retiring: set[str] = set()  # unloaded names whose running requests still finish
-        self._adapter_users: collections.Counter[str] = collections.Counter()
-        self._users_lock = threading.Lock()
+        self._adapters = AdapterSet(self.loaded.model, adapters)
         config = self.loaded.model.config
         self.context_length = int(getattr(config, "max_position_embeddings", 2048) or 2048)
         self.vocab_size = int(self.loaded.model.get_output_embeddings().weight.shape[0])
@@ -115,34 +110,8 @@ class TransformersEngine:
         self._thread.start()
 
     # -- encoding --------------------------------------------------------------------------------
-    def _with_adapters(self, adapters: dict[str, str]):
-        """One copy of the base weights with every LoRA adapter loaded beside it; rows pick theirs per forward."""
-        from peft import PeftModel
-
-        from openrecipe.errors import OpenRecipeError
-
-        model = None
-        for name, path in adapters.items():
-            try:
-                if model is None:
-                    model = PeftModel.from_pretrained(self.loaded.model, path, adapter_name=name)
-                else:
-                    model.load_adapter(path, adapter_name=name)
-            except (OSError, ValueError) as error:
-                raise OpenRecipeError(
-                    f"cannot load adapter {name!r} from {path}: {error}", fix="pass a PEFT adapter folder"
-                ) from None
-        assert model is not None
-        model.eval()
-        return model
-
     def served_models(self) -> list[tuple[str, str | None]]:
-        return [(self.model_id, None)] + [(name, self.model_id) for name in self.adapters]
-
-    def _adapter_arguments(self, requests: list[GenerationRequest]) -> dict[str, Any]:
-        if not self.adapters:
-            return {}
-        return {"adapter_names": [request.adapter or "__base__" for request in requests]}
+        return [(self.model_id, None)] + [(name, self.model_id) for name in self._adapters.names]
 
     @property
     def chat_template(self) -> str | None:
@@ -191,60 +160,15 @@ class TransformersEngine:
         return self._grammars.compile(schema)
 
     def submit(self, request: GenerationRequest) -> None:
-        if request.adapter is not None:
-            with self._users_lock:
-                self._adapter_users[request.adapter] += 1
-            emit = request.emit
-
-            def emit_and_release(event, name=request.adapter, emit=emit) -> None:
-                if isinstance(event, Finished | Failed):
-                    with self._users_lock:
-                        self._adapter_users[name] -= 1
-                emit(event)
-
-            request.emit = emit_and_release
+        self._adapters.track(request)
         self._queue.put(request)
 
     # -- adapters at run time (applied by the engine thread, between decode steps) -------------------
     def load_adapter(self, name: str, path: str) -> concurrent.futures.Future:
-        if name == self.model_id or name in self.adapters or name in self._retiring:
-            raise ValueError(f"model name {name!r} is already served")
-        if not self.adapters and not hasattr(self._model, "load_adapter"):
-            raise ValueError("this server was started without adapters; start it with --adapter to add more")
-
-        def load() -> None:
-            self._model.load_adapter(path, adapter_name=name)
-            self.adapters.append(name)
-
-        return self._control(load)
+        return self._adapters.load(name, path, taken={self.model_id})
 
     def unload_adapter(self, name: str) -> None:
-        """New requests for `name` get 404 at once; the weights go when its running requests have finished."""
-        if name not in self.adapters:
-            raise KeyError(name)
-        self.adapters.remove(name)
-        self._retiring.add(name)
-
-    def _control(self, action: Callable[[], Any]) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._controls.put((action, future))
-        return future
-
-    def _apply_controls(self) -> None:
-        while True:
-            try:
-                action, future = self._controls.get_nowait()
-            except queue.Empty:
-                break
-            try:
-                future.set_result(action())
-            except Exception as error:
-                future.set_exception(error)
-        with self._users_lock:
-            idle = [name for name in self._retiring if self._adapter_users[name] <= 0]
-        for name in idle:
-            self._model.delete_adapter(name)
-            self._retiring.discard(name)
+        self._adapters.unload(name)
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
@@ -257,7 +181,7 @@ class TransformersEngine:
     def _work(self) -> None:
         live: collections.deque[_Batch] = collections.deque()
         while not self._closing.is_set():
-            self._apply_controls()
+            self._adapters.apply_pending()
             waiting = self._take_waiting(block=not live)
             for fresh in self._prefill_contained(waiting):
                 self._place(live, fresh)
@@ -349,14 +273,14 @@ class TransformersEngine:
         cache = DynamicCache()
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
         score_prompt = any(r.prompt_logprobs for r in requests)
-        logits = self._model(
+        logits = self._adapters.model(
             input_ids=ids,
             attention_mask=attention,
             position_ids=positions,
             use_cache=True,
             **{self._cache_arg: cache},
             **({} if score_prompt else self._keep_last),
-            **self._adapter_arguments(requests),
+            **self._adapters.forward_arguments(requests),
         ).logits
         rows = []
         for index, request in enumerate(requests):
@@ -439,13 +363,13 @@ class TransformersEngine:
             step = torch.tensor(next_ids, device=self.loaded.device).unsqueeze(-1)
             batch.attention = torch.cat([batch.attention, torch.ones_like(step)], dim=-1)
             batch.positions = batch.positions + 1
-            batch.next_logits = self._model(
+            batch.next_logits = self._adapters.model(
                 input_ids=step,
                 attention_mask=batch.attention,
                 position_ids=batch.positions,
                 use_cache=True,
                 **{self._cache_arg: batch.cache},
-                **self._adapter_arguments([row.request for row in batch.rows]),
+                **self._adapters.forward_arguments([row.request for row in batch.rows]),
             ).logits[:, -1, :]
         return True
 
