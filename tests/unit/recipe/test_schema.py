@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_is_valid(path):
     recipe = load_recipe(path)
-    assert recipe.stages
+    assert recipe.stages or recipe.ladder is not None  # a ladder recipe describes its runs in `ladder:`
 
 
 def write(tmp_path: Path, text: str) -> Path:
