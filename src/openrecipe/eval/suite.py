@@ -53,9 +53,12 @@ def run_suite(
         report = metrics["contamination"]
         style = "yellow" if report["flagged"] else "dim"
         for line in summary_lines(report):
-            console.print(f"  [{style}]contamination check — {line}[/{style}]")
+            console.print(f"  contamination check — {line}", style=style, markup=False, highlight=False)
         for row in report["flagged_items"][:5]:
             console.print(
-                f"  [yellow]  {row['domain']}/{row['id']}: {row['overlap']:.0%} overlap: {row['prompt']!r}[/yellow]"
+                f"    {row['domain']}/{row['id']}: {row['overlap']:.0%} overlap: {row['prompt']!r}",
+                style="yellow",
+                markup=False,
+                highlight=False,
             )
     return metrics
