@@ -15,6 +15,7 @@ through read → validate → clean (exact + near dedup) → tokenize → pack w
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import tempfile
@@ -200,7 +201,7 @@ def phase_ours(corpus: Path, kind: str, workdir: Path) -> dict:
         packed = tokens = 0
         batch: list = []
         with open(out / "blocks.bin", "wb") as sink:
-            for row in [*rows(), None]:
+            for row in itertools.chain(rows(), [None]):
                 if row is not None:
                     batch.append(row["messages"])
                 if len(batch) == 4096 or (row is None and batch):
