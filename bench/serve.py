@@ -99,6 +99,33 @@ def sequential_generate(model: str, requests: int, max_tokens: int) -> float:
     return produced / (time.perf_counter() - start)
 
 
+def transformers_continuous_batching(model: str, requests: int, max_tokens: int) -> float:
+    """transformers' own continuous batching (`generate_batch`) on the same prompts, all submitted at once."""
+    from transformers import GenerationConfig
+
+    from openrecipe.models.generation import build_messages, render_chat
+    from openrecipe.models.loading import load_model
+
+    loaded = load_model(model)
+    tokenizer = loaded.tokenizer
+    inputs = [
+        tokenizer(render_chat(tokenizer, build_messages(PROMPTS[i % len(PROMPTS)])), add_special_tokens=False)[
+            "input_ids"
+        ]
+        for i in range(requests)
+    ]
+    config = GenerationConfig(
+        max_new_tokens=max_tokens,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    start = time.perf_counter()
+    outputs = loaded.model.generate_batch(inputs, generation_config=config, warmup=False)
+    wall = time.perf_counter() - start
+    return sum(len(output.generated_tokens) for output in outputs.values()) / wall
+
+
 def make_adapters(model: str, out: Path) -> dict[str, str]:
     """Two random LoRA adapters on the served model (throughput does not depend on what they learned)."""
     import torch
@@ -127,7 +154,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--slots", type=int, default=4, help="llamacpp: parallel slots")
-    parser.add_argument("--only", default="concurrency,json,adapters", help="comma-separated parts to run")
+    parser.add_argument(
+        "--only", default="concurrency,json,adapters,transformers-cb", help="comma-separated parts to run"
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     from openai import OpenAI
@@ -166,6 +195,12 @@ def main() -> None:
         report("one adapter (nova), concurrency 8", single)
         report("mixed adapters (nova + lumen), concurrency 8", mixed)
         print(f"ratio mixed / single adapter: {mixed['tokens_per_s'] / single['tokens_per_s']:.2f}x")
+    if "transformers-cb" in parts and args.engine == "transformers":
+        try:
+            library = transformers_continuous_batching(args.model, args.requests, args.max_tokens)
+            print(f"transformers generate_batch (continuous batching), {args.requests} at once: {library:.1f} tok/s")
+        except Exception as error:  # report, do not hide, that the library path fails on this machine
+            print(f"transformers generate_batch failed: {type(error).__name__}: {error}")
     if "concurrency" in parts and args.engine == "transformers":
         baseline = sequential_generate(args.model, min(args.requests, 8), args.max_tokens)
         print(f"sequential model.generate in one process: {baseline:.1f} tok/s")
