@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from openrecipe.errors import OpenRecipeError
@@ -25,7 +26,11 @@ def merge_settings(recipe_block: SweepSettings | None, cli: dict[str, Any]) -> S
         stage = data.get("stage")
         data["space"] = {d.path: _values_text(d) for d in parse_space(data["space"], stage)}
         data["stage"] = stage
-    settings = SweepSettings(**data)
+    try:
+        settings = SweepSettings(**data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise OpenRecipeError(f"sweep settings: {problems}", fix="see `openrecipe sweep --help`") from None
     if not settings.space:
         raise OpenRecipeError(
             "nothing to search", fix="add --space 'train.learning_rate=loguniform(1e-5,3e-3)' or a `sweep.space:`"

@@ -40,3 +40,8 @@ def test_unreadable_space_in_the_recipe_names_the_field(tmp_path):
 def test_nothing_to_search_is_a_user_error():
     with pytest.raises(OpenRecipeError, match="nothing to search"):
         merge_settings(SweepSettings(), {"space": []})
+
+
+def test_a_bad_option_value_is_a_user_error():
+    with pytest.raises(OpenRecipeError, match="sampler"):
+        merge_settings(None, {"space": ["seed=[1,2]"], "sampler": "bayes"})
