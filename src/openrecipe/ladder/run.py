@@ -21,6 +21,7 @@ from openrecipe.ladder.transfer import transfer_table
 from openrecipe.utils.fs import atomic_write_json, openrecipe_home
 
 EXTRAPOLATION_WARNING = 10.0
+MIN_CHECK_MULTIPLE = 8.0
 
 
 def _train(spec: RungSpec, corpus: Corpus, settings: LadderSettings, ladder_dir: Path, phase: str) -> dict[str, Any]:
@@ -136,6 +137,11 @@ def _predict(settings: LadderSettings, sweep, points, seed: int) -> dict[str, An
         warnings.append(
             f"the predicted rung needs {target_flops / largest:.1f}x the compute of the largest fitted rung "
             f"(beyond {EXTRAPOLATION_WARNING:g}x the fitted range: trust the interval, not the point)"
+        )
+    if target_flops < MIN_CHECK_MULTIPLE * largest:
+        warnings.append(
+            f"the predicted rung is only {target_flops / largest:.1f}x the compute of the largest fitted rung; "
+            f"a check below {MIN_CHECK_MULTIPLE:g}x says little about extrapolation"
         )
     batch = max(1, round(power_law_at(batch_law, target_flops)))
     return {
