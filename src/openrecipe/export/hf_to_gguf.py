@@ -5,9 +5,9 @@
 What is added around the converter (its own code is not changed):
 - an architecture it does not know, or a tokenizer it cannot place, ends with one line on stderr starting
   with `USER_ERROR_PREFIX` and exit code `USER_ERROR_EXIT`, which the parent turns into a user error;
-- a SentencePiece tokenizer saved without its `tokenizer.model` (transformers 5 writes only tokenizer.json)
-  gets one rebuilt from tokenizer.json, in a folder of links next to the model's files, because the
-  converter reads SentencePiece vocabularies (Gemma, Phi-3, ...) only from that file;
+- what transformers 5 no longer writes but the converter reads is put back, in a folder of links to the
+  model's files: a SentencePiece `tokenizer.model` rebuilt from tokenizer.json (Gemma and Phi-3 are read
+  only from that file), and in tokenizer_config.json the added tokens and whether BOS/EOS are added;
 - GPT-2 configs saved by transformers 5 lack `n_ctx`; it is read from `n_positions`;
 - llama.cpp names a BPE pre-tokenizer by hashing how a fixed text tokenizes, so a tokenizer trained anew
   (new vocabulary, same splitting rules) is unknown to it. Only then, the pre-tokenizer is named from the
@@ -122,15 +122,55 @@ def sentencepiece_from_tokenizer_json(model_dir: Path) -> bytes | None:
     return proto.SerializeToString()
 
 
-def _with_sentencepiece_file(model_dir: Path, view: Path) -> Path:
-    if (model_dir / "tokenizer.model").is_file():
-        return model_dir
-    rebuilt = sentencepiece_from_tokenizer_json(model_dir)
-    if rebuilt is None:
+def tokenizer_config_as_written_before(model_dir: Path) -> dict | None:
+    """tokenizer_config.json as the converter expects it, when transformers 5 wrote it differently: the
+    added tokens listed under `added_tokens_decoder` (else control tokens such as <start_of_turn> become
+    plain vocabulary in llama.cpp) and `add_bos_token`/`add_eos_token` as the tokenizer really behaves
+    (else llama.cpp falls back to its own per-family default). None when nothing needs adding."""
+    try:
+        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+        data = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    changed = dict(config)
+    if "added_tokens_decoder" not in config and data.get("added_tokens"):
+        fields = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+        changed["added_tokens_decoder"] = {
+            str(token["id"]): {key: token[key] for key in fields if key in token} for token in data["added_tokens"]
+        }
+    if "add_bos_token" not in config or "add_eos_token" not in config:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        with_specials = tokenizer("a")["input_ids"]
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        changed.setdefault(
+            "add_bos_token", bos is not None and with_specials[: len(with_specials) - len(plain)] == [bos]
+        )
+        changed.setdefault(
+            "add_eos_token", eos is not None and len(with_specials) > len(plain) and with_specials[-1] == eos
+        )
+    return changed if changed != config else None
+
+
+def converter_view(model_dir: Path, view: Path) -> Path:
+    """`model_dir`, or a folder of links to its files with what the converter needs written beside them."""
+    extra: dict[str, bytes] = {}
+    if not (model_dir / "tokenizer.model").is_file():
+        rebuilt = sentencepiece_from_tokenizer_json(model_dir)
+        if rebuilt is not None:
+            extra["tokenizer.model"] = rebuilt
+    config = tokenizer_config_as_written_before(model_dir)
+    if config is not None:
+        extra["tokenizer_config.json"] = json.dumps(config, ensure_ascii=False, indent=2).encode()
+    if not extra:
         return model_dir
     for entry in model_dir.iterdir():
-        (view / entry.name).symlink_to(entry.resolve())
-    (view / "tokenizer.model").write_bytes(rebuilt)
+        if entry.name not in extra:
+            (view / entry.name).symlink_to(entry.resolve())
+    for name, data in extra.items():
+        (view / name).write_bytes(data)
     return view
 
 
@@ -174,7 +214,7 @@ def main(argv: list[str]) -> None:
     """CONVERTER_DIR MODEL_DIR NAME OUTTYPE=PATH [OUTTYPE=PATH ...]: one process, one file per type."""
     converter, model_dir, name, *targets = argv
     with tempfile.TemporaryDirectory(prefix="openrecipe-convert-") as view:
-        folder = _with_sentencepiece_file(Path(model_dir), Path(view))
+        folder = converter_view(Path(model_dir), Path(view))
         sys.path[:0] = [converter, str(Path(converter) / "gguf-py")]
         import convert_hf_to_gguf
         from conversion import ModelBase, ModelType, TextModel, get_model_architecture, get_model_class

@@ -151,7 +151,7 @@ _LLAMA_TOKENIZER = {
     "unk_token": "<unk>",
     "add_bos_token": True,
     "add_eos_token": False,
-    "legacy": False,
+    "legacy": True,  # as Llama 2 and Mistral ship it: '▁' before the text after every control token
 }
 
 
@@ -179,6 +179,7 @@ def build_mistral(folder: Path) -> Path:
 
 def build_phi3(folder: Path) -> Path:
     """Phi-3: the Llama SentencePiece vocabulary plus its chat control tokens and its own template."""
+    from tokenizers import AddedToken
     from transformers import Phi3Config, Phi3ForCausalLM
 
     specials = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -187,7 +188,14 @@ def build_phi3(folder: Path) -> Path:
     )
     config = {**_LLAMA_TOKENIZER, "eos_token": "<|endoftext|>", "add_bos_token": False}
     tokenizer = _sentencepiece_tokenizer(folder, model_file, {k: v for k, v in config.items() if k != "eos_token"})
-    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    # as Phi-3 ships them: chat tokens swallow the whitespace after them (llama.cpp does the same for phi3)
+    tokenizer.add_special_tokens(
+        {
+            "additional_special_tokens": [
+                AddedToken(token, rstrip=token != specials[0], special=True) for token in specials
+            ]
+        }
+    )
     tokenizer.eos_token = "<|endoftext|>"
     tokenizer.pad_token = "<|endoftext|>"
     tokenizer.chat_template = (
@@ -223,6 +231,7 @@ def build_gemma3(folder: Path) -> Path:
     use_chat_template(tokenizer, "gemma", model_name=folder.name)
     torch.manual_seed(0)
     shape = {**_llama_shape(), "head_dim": HIDDEN // HEADS, "sliding_window": 128, "tie_word_embeddings": True}
+    shape["query_pre_attn_scalar"] = HIDDEN // HEADS  # as in Gemma 3 (llama.cpp scales queries by head_dim)
     model = Gemma3ForCausalLM(Gemma3TextConfig(**shape, **_ids(tokenizer)))
     return _save(folder, model, tokenizer)
 
