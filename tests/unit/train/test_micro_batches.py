@@ -1,7 +1,7 @@
 import pytest
 
 from openrecipe.train.config import TrainSettings
-from openrecipe.train.loop import _micro_batches
+from openrecipe.train.steps import micro_batches
 
 
 def rows(*lengths):
@@ -10,14 +10,14 @@ def rows(*lengths):
 
 def test_token_cap_splits_micro_batches_and_keeps_every_row():
     examples = rows(100, 10, 60, 30, 120, 50)
-    chunks = _micro_batches(examples, 6, max_tokens=200)
+    chunks = micro_batches(examples, 6, max_tokens=200)
     assert sorted(len(r["input_ids"]) for c in chunks for r in c) == [10, 30, 50, 60, 100, 120]
     assert all(len(c) * max(len(r["input_ids"]) for r in c) <= 200 for c in chunks if len(c) > 1)
-    assert [len(c) for c in _micro_batches(examples, 6)] == [6]  # no cap: one micro-batch
+    assert [len(c) for c in micro_batches(examples, 6)] == [6]  # no cap: one micro-batch
 
 
 def test_a_row_longer_than_the_cap_goes_alone():
-    assert [len(c) for c in _micro_batches(rows(300, 20, 20), 3, max_tokens=100)] == [2, 1]
+    assert [len(c) for c in micro_batches(rows(300, 20, 20), 3, max_tokens=100)] == [2, 1]
 
 
 @pytest.mark.parametrize(

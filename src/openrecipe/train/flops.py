@@ -1,4 +1,5 @@
-"""The device's measured bf16 matmul peak, for MFU estimates (measured once, cached)."""
+"""Training FLOPs: the device's measured matmul peak (measured once, cached) and FLOPs per token, for
+MFU estimates."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ def measured_peak_flops(device: torch.device, dtype: torch.dtype = torch.bfloat1
     if key in known:
         return float(known[key])
     size = 2048
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    # Its own generator: measuring must not move the training run's random stream.
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     for _ in range(2):
         a @ b
     repeats = 6
