@@ -65,10 +65,14 @@ class MergeSettings(StrictModel):
         if spec.needs_base and not self.base:
             raise ValueError(f"method {self.method} needs `base`")
         if spec.exact_models is not None and len(self.models) != spec.exact_models:
-            raise ValueError(f"{self.method} merges the base with exactly {spec.exact_models} other model(s)")
+            raise ValueError(f"{self.method} merges the base with exactly {_count(spec.exact_models)} other model(s)")
         if len(self.models) + (1 if self.base else 0) < spec.min_inputs:
-            raise ValueError(f"{self.method} needs at least {spec.min_inputs} models (counting `base`)")
+            raise ValueError(f"{self.method} needs at least {_count(spec.min_inputs)} models (`base` counts)")
         return self
+
+
+def _count(number: int) -> str:
+    return {1: "one", 2: "two", 3: "three"}.get(number, str(number))
 
 
 def resolve_outside_recipe(reference: ModelSpec) -> ModelRef:
