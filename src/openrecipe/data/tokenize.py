@@ -141,7 +141,8 @@ def assistant_char_spans(
         trained = [i for i in trained if i == last]
     for index in trained:
         before = _render(tokenizer, messages[:index], True, tools)
-        through = _render(tokenizer, messages[: index + 1], False, tools)
+        # The final reply's prefix is the whole conversation: one render fewer for most rows.
+        through = full if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1], False, tools)
         if not (full.startswith(through) and through.startswith(before)):
             raise OpenRecipeError(
                 "this chat template does not render conversations incrementally, so assistant tokens cannot be located",
