@@ -111,3 +111,40 @@ def test_an_sdist_member_that_leaves_the_folder_is_refused(tmp_path, monkeypatch
     with pytest.raises(OpenRecipeError, match="unsafe member"):
         converter.install_converter(sdist=sdist, version="6.6.6")
     assert not list(tmp_path.rglob("escaped.py"))
+
+
+def test_a_sentencepiece_model_rebuilt_from_tokenizer_json_tokenizes_like_the_original(tmp_path):
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    from openrecipe.export.hf_to_gguf import converter_view, sentencepiece_from_tokenizer_json
+
+    lines = ["Hello world, 你好世界 🚀 def f(x): return 42", "The quick brown fox. 北京 3.14"] * 30
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_prefix=str(tmp_path / "sp"),
+        vocab_size=300,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "tokenizer.model").write_bytes((tmp_path / "sp.model").read_bytes())
+    (source / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": True}))
+    saved = tmp_path / "saved"
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(saved))
+    assert not (saved / "tokenizer.model").exists()  # what transformers 5 leaves for the converter
+    rebuilt = spm.SentencePieceProcessor(model_proto=sentencepiece_from_tokenizer_json(saved))
+    original = spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+    text = "Hello 你好 🦙 brown fox Ω 1234"
+    assert rebuilt.encode(text) == original.encode(text) and rebuilt.vocab_size() == original.vocab_size()
+    (tmp_path / "view").mkdir()
+    view = converter_view(saved, tmp_path / "view")
+    assert (view / "tokenizer.model").is_file() and (view / "tokenizer.json").is_symlink()
+    config = json.loads((view / "tokenizer_config.json").read_text())
+    reloaded = AutoTokenizer.from_pretrained(str(saved))
+    assert config["add_bos_token"] == (reloaded("a")["input_ids"][0] == reloaded.bos_token_id)
+    assert config["added_tokens_decoder"]["1"]["content"] == "<s>"
