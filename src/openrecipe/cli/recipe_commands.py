@@ -26,7 +26,8 @@ def validate(
     loaded = load_recipe(recipe, overrides or [])
     console.print(
         f"[green]✓[/green] {recipe} is valid: recipe {loaded.name!r}, {len(loaded.stages)} stages "
-        f"({', '.join(f'{s.id}:{s.kind}' for s in loaded.stages)})"
+        f"({', '.join(f'{s.id}:{s.kind}' for s in loaded.stages)})",
+        soft_wrap=True,
     )
 
 
