@@ -8,11 +8,12 @@ RUN_DIR ?= runs/acme-assistant
 # llama.cpp (GGUF quantization and serving) is built once per machine kind into a wheel cache keyed by its
 # version and flags (pip's own wheel cache ignores CMAKE_ARGS and would hand back a build for another CPU).
 # x86-64 and aarch64 build ggml's CPU backend in every variant and pick the best at run time
-# (openrecipe.runtime.llamacpp loads it), so one install runs on AVX2-only, AVX-512 and AMX CPUs.
+# (openrecipe.models.llamacpp loads it), so one install runs on AVX2-only, AVX-512 and AMX CPUs.
+# GGML_BACKEND_DIR is typed STRING so CMake keeps it relative: the variants install inside the wheel.
 LLAMA_VERSION := 0.3.36
 UNAME_M := $(shell uname -m)
 ifneq ($(filter x86_64 amd64 aarch64 arm64,$(UNAME_M)),)
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR=llama_cpp/lib -DLLAVA_BUILD=OFF
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib -DLLAVA_BUILD=OFF
 else
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 endif
@@ -31,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 	test -f $(LLAMA_SDIST) || $(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
 	  --no-binary :all: -d $(dir $(LLAMA_SDIST)) "llama-cpp-python==$(LLAMA_VERSION)"
 	test -n "$$(ls $(LLAMA_WHEELS)/*.whl 2>/dev/null)" || { rm -rf $(LLAMA_WHEELS).tmp && \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel --quiet \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel --quiet --no-cache-dir \
 	    --disable-pip-version-check --no-deps -w $(LLAMA_WHEELS).tmp $(LLAMA_SDIST) && \
 	  mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --find-links $(LLAMA_WHEELS) \
@@ -44,8 +45,8 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 # Debian packages some tests use: qemu-user runs llama.cpp under an emulated CPU without AVX-512,
-# chromium drives the workbench's browser tests. Installed only when missing (needs root or sudo).
-SYSTEM_PACKAGES := qemu-user chromium
+# chromium drives the workbench's browser tests (fonts-wqy-microhei renders its Chinese pages). Installed only when missing (needs root or sudo).
+SYSTEM_PACKAGES := qemu-user chromium fonts-wqy-microhei
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

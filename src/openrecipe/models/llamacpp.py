@@ -99,8 +99,15 @@ def _choose(scores: dict[str, int]) -> str:
     return max(candidates, key=lambda name: (candidates[name], name))
 
 
+def _ggml_library(lib_dir: Path) -> Path:
+    """The libggml file libllama links (by its soname, libggml.so.N): a wheel stores libggml.so, .so.N and
+    .so.N.M.K as separate copies, and registering a backend in a copy libllama never reads does nothing."""
+    versioned = sorted(lib_dir.glob("libggml.so.*"), key=lambda path: len(path.name))
+    return versioned[0] if versioned else lib_dir / "libggml.so"
+
+
 def _register(lib_dir: Path, path: Path) -> None:
-    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))
+    ggml = ctypes.CDLL(str(_ggml_library(lib_dir)))
     ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
     if ggml.ggml_backend_reg_count() > 0:
         return  # a backend is registered already (loaded by llama.cpp itself); never register a second CPU
