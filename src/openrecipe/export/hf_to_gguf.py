@@ -166,6 +166,8 @@ def converter_view(model_dir: Path, view: Path) -> Path:
         extra["tokenizer_config.json"] = json.dumps(config, ensure_ascii=False, indent=2).encode()
     if not extra:
         return model_dir
+    view = view / model_dir.name  # the converter names the model after its folder: keep that name
+    view.mkdir()
     for entry in model_dir.iterdir():
         if entry.name not in extra:
             (view / entry.name).symlink_to(entry.resolve())

@@ -143,7 +143,7 @@ def test_a_sentencepiece_model_rebuilt_from_tokenizer_json_tokenizes_like_the_or
     assert rebuilt.encode(text) == original.encode(text) and rebuilt.vocab_size() == original.vocab_size()
     (tmp_path / "view").mkdir()
     view = converter_view(saved, tmp_path / "view")
-    assert (view / "tokenizer.model").is_file() and (view / "tokenizer.json").is_symlink()
+    assert view.name == "saved" and (view / "tokenizer.model").is_file() and (view / "tokenizer.json").is_symlink()
     config = json.loads((view / "tokenizer_config.json").read_text())
     reloaded = AutoTokenizer.from_pretrained(str(saved))
     assert config["add_bos_token"] == (reloaded("a")["input_ids"][0] == reloaded.bos_token_id)
