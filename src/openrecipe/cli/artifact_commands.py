@@ -69,25 +69,17 @@ def export(
         [], "--calibration", help="Text/chat data for llama.cpp's importance matrix (repeat; K-quant types)."
     ),
 ) -> None:
-    from transformers import AutoTokenizer
-
-    from openrecipe.export.gguf_export import export_gguf
-    from openrecipe.export.ollama import write_modelfile
+    from openrecipe.export.gguf_export import export_model
     from openrecipe.models.materialize import materialize
 
-    out.mkdir(parents=True, exist_ok=True)
-    folder = materialize(model, out)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    texts = None
+    records = None
     if calibration:
         from openrecipe.data.config import DataSource
         from openrecipe.data.load import load_source
-        from openrecipe.export.importance import calibration_texts
 
         records = [record for path in calibration for record in load_source(DataSource(path=str(path))).records]
-        texts = calibration_texts(records, tokenizer)
-    files = export_gguf(folder, out, gguf, name=name, calibration=texts)
-    last = Path(files[gguf[-1]]["path"]).name
-    write_modelfile(out / "Modelfile", last, tokenizer.chat_template or "", system, tokenizer.eos_token or "")
-    for _qtype, row in files.items():
+    out.mkdir(parents=True, exist_ok=True)
+    folder = materialize(model, out)
+    files = export_model(folder, out, gguf, name=name, calibration_records=records, system_prompt=system)["files"]
+    for row in files.values():
         console.print(f"{Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB")
