@@ -111,24 +111,32 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_PREFLIGHTS = [0]  # every rank runs the same checks in the same order, so a counter keys each one
+
+
 def preflight(facts: dict[str, str], *, timeout: timedelta = PREFLIGHT_TIMEOUT) -> None:
     """Every rank must see the same recipe, data and model before any training step.
 
-    Runs on its own gloo group with a short timeout, so a rank that never arrives fails the check in
-    `timeout` instead of hanging the job; a difference names the rank and what differs.
+    Exchanged through the rendezvous store with a short timeout (not a collective, which would wait for the
+    process group's long timeout), so a rank that never arrives fails the check instead of hanging the job;
+    a difference names the rank and what differs.
     """
     if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
         return
-    group = dist.new_group(backend="gloo", timeout=timeout)
-    gathered: list[dict[str, str] | None] = [None] * dist.get_world_size()
+    store = dist.distributed_c10d._get_default_store()  # the store every rank already rendezvoused through
+    _PREFLIGHTS[0] += 1
+    keys = [f"openrecipe/preflight/{_PREFLIGHTS[0]}/{rank}" for rank in range(dist.get_world_size())]
+    store.set(keys[dist.get_rank()], json.dumps(facts, sort_keys=True))
     try:
-        dist.all_gather_object(gathered, facts, group=group)
-    except RuntimeError as error:
+        store.wait(keys, timeout)
+    except (RuntimeError, dist.DistError):
+        missing = [rank for rank, key in enumerate(keys) if not store.check([key])]
         raise OpenRecipeError(
-            f"pre-flight: not every process answered within {int(timeout.total_seconds())} s ({error})",
+            f"pre-flight: rank(s) {', '.join(map(str, missing))} did not answer within "
+            f"{int(timeout.total_seconds())} s",
             fix="check that every machine started the same command and can reach the rendezvous address",
         ) from None
-    problems = list(_differences(gathered))
+    problems = list(_differences(json.loads(store.get(key)) for key in keys))
     if problems:
         raise OpenRecipeError(
             "pre-flight: the processes do not run the same job: " + "; ".join(problems),

@@ -24,6 +24,7 @@ from openrecipe.models.device import pick_device
 from openrecipe.models.refs import ModelRef, resolve_model_ref
 from openrecipe.train.batching import TrainData, collate, epoch_order, steps_per_epoch, trainable_tokens
 from openrecipe.train.config import ProbeSettings, TrainSettings
+from openrecipe.train.distributed import fingerprint, preflight
 from openrecipe.train.forward import TrainedTokenLoss
 from openrecipe.train.model_setup import TrainModel, load_for_training
 from openrecipe.train.probes import build_probes, run_probes
@@ -165,6 +166,9 @@ class _Training:
     def _setup_checkpoints(self) -> None:
         job = self.job
         self.trajectory = _trajectory(job, self.total_steps, self.world)
+        if self.world > 1:
+            # Every rank must train the same job before any step: same settings, data, model and prompt.
+            preflight({key: fingerprint(value) for key, value in self.trajectory.items()})
         job.out_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = job.out_dir / "metrics.jsonl"
         self.fault = fault_from_env()
