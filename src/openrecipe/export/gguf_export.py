@@ -142,7 +142,11 @@ def export_gguf(
             if wants_template and not info["has_chat_template"]:
                 raise OpenRecipeError(f"{target.name} has no chat template after export")
             files[entry.name] = {"path": str(target), "size_bytes": target.stat().st_size, **info, **quantizer}
-    atomic_write_json(out_dir / "gguf.json", files)
+    # The record on disk names files relative to its folder: the folder may move (a stage's temporary folder
+    # becomes the stage folder) or be published, and an absolute path would point nowhere or leak the machine.
+    atomic_write_json(
+        out_dir / "gguf.json", {qtype: {**row, "path": Path(row["path"]).name} for qtype, row in files.items()}
+    )
     return files
 
 
