@@ -23,7 +23,7 @@ def modelfile(gguf_name: str, chat_template: str, system_prompt: str | None, eos
         stops = ["<|eot_id|>"]
     elif "<start_of_turn>" in chat_template:
         template = (
-            "{{ range $i, $m := .Messages }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}user"
+            '{{ range $i, $m := .Messages }}<start_of_turn>{{ if eq .Role "assistant" }}model{{ else }}user'
             "{{ end }}\n{{ if and (eq $i 0) $.System }}{{ $.System }}\n\n{{ end }}{{ .Content }}<end_of_turn>\n"
             "{{ end }}<start_of_turn>model\n"
         )
