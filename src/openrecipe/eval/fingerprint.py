@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from openrecipe.models.refs import ModelRef
 from openrecipe.utils.hashing import cached_sha256_file, sha256_json
 
 
-def model_fingerprint(reference: str) -> str:
+def model_fingerprint(reference: str | ModelRef) -> str:
     from openrecipe.models.loading import model_source_path
     from openrecipe.models.refs import resolve_model_ref
 
     ref = resolve_model_ref(reference)
     if ref.kind == "hub":
-        return f"hub:{reference}"
+        return f"hub:{ref.name}"
     parts = []
     current = ref
     while current is not None:

@@ -15,6 +15,7 @@ from openrecipe.eval.items import TestItem
 from openrecipe.eval.metrics import METRICS
 from openrecipe.eval.retrieval import Retriever
 from openrecipe.eval.testsets import test_set_digest
+from openrecipe.models.refs import ModelRef, resolve_model_ref
 from openrecipe.utils.fs import atomic_write_json, openrecipe_home
 from openrecipe.utils.hashing import sha256_json
 
@@ -22,10 +23,13 @@ from openrecipe.utils.hashing import sha256_json
 @dataclass
 class Variant:
     name: str
-    model: str
+    model: ModelRef | str
     system_prompt: str | None = None
     dtype: str = "auto"
     retriever: Retriever | None = None  # top-k passages from the recipe's own data in every prompt
+
+    def __post_init__(self) -> None:
+        self.model = resolve_model_ref(self.model)  # a name is resolved once, here
 
 
 def _messages(item: TestItem, variant: Variant) -> list[dict[str, str]]:
@@ -117,7 +121,7 @@ def evaluate_variant(
         perplexities[domain] = perplexity(loaded, domain_texts)
     outcome = {
         "variant": variant.name,
-        "model": variant.model,
+        "model": variant.model.name,
         "results": results,
         "perplexity": perplexities,
         "seconds": round(time.perf_counter() - started, 2),

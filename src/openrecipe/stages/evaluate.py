@@ -81,7 +81,7 @@ def run_eval(context: StageContext, config: EvalStage) -> StageResult:
                     passages_from_records(records, max_chars=settings.max_passage_chars), settings
                 )
             retriever = retrievers[key]
-        variants.append(Variant(spec.name, context.model_location(spec.model), system, retriever=retriever))
+        variants.append(Variant(spec.name, context.resolve_model(spec.model), system, retriever=retriever))
     metrics = run_suite(
         variants,
         items,
