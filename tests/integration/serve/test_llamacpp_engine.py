@@ -12,6 +12,12 @@ import pytest
 
 from tests.integration.serve.conftest import API_KEY, running_server
 
+# The fuzz suite, run again against this module's llama.cpp server (its `server` fixture below).
+from tests.integration.serve.test_fuzz import (  # noqa: F401
+    test_malformed_bodies_never_5xx,
+    test_still_alive_after_fuzzing,
+)
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python missing")
 
 
@@ -24,12 +30,18 @@ def gguf(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(gguf):
+def server(gguf):
+    settings = {"engine": "llamacpp", "slots": 2, "context_length": 256, "api_key": API_KEY, "max_tokens_cap": 32}
+    with running_server(model=str(gguf), **settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
     from openai import OpenAI
 
-    settings = {"engine": "llamacpp", "slots": 2, "context_length": 256, "api_key": API_KEY, "max_tokens_cap": 32}
-    with running_server(model=str(gguf), **settings) as (base, _):
-        yield OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    base, _ = server
+    return OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0, timeout=120)
 
 
 def chat(client, **kwargs):
@@ -65,3 +77,23 @@ def test_logprobs_are_refused_by_name(client):
     with pytest.raises(openai.BadRequestError) as raised:
         chat(client, logprobs=True)
     assert raised.value.body["param"] == "logprobs"
+
+
+POISON = [
+    ("/v1/chat/completions", {"temperature": 1e-40}),
+    ("/v1/chat/completions", {"temperature": 1.0, "top_p": 1e-300}),
+    ("/v1/chat/completions", {"seed": 18446744073709551616}),
+    ("/v1/completions", {"prompt": ""}),
+]
+
+
+@pytest.mark.parametrize(("path", "fields"), POISON)
+def test_poison_requests_fail_alone(server, client, path, fields):
+    import httpx
+
+    base, _ = server
+    turn = {"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"prompt": "hi"}
+    body = {"model": "tiny", "max_tokens": 3, **turn, **fields}
+    response = httpx.post(f"{base}{path}", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    assert response.status_code in (200, 400), response.text
+    assert chat(client).usage.completion_tokens >= 1  # the server still serves everyone else
