@@ -9,6 +9,7 @@ before the first model is loaded. Import `llama_cpp` only through `load_llama_cp
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -43,6 +44,7 @@ def load_llama_cpp() -> ModuleType:
 @cache
 def llama_cpp_runtime() -> LlamaCppRuntime:
     module = _import_binding()
+    _quiet_unless_asked()
     lib_dir = Path(module.__file__).parent / "lib"
     libraries = {path.name[len(_PREFIX) : -len(".so")]: path for path in sorted(lib_dir.glob(f"{_PREFIX}*.so"))}
     if not libraries:
@@ -62,6 +64,14 @@ def _import_binding() -> ModuleType:
             fix="run `make install`, or pip install 'openrecipe[llamacpp]'",
         ) from None
     return llama_cpp
+
+
+def _quiet_unless_asked() -> None:
+    """llama-cpp-python prints every ggml log line until a model is opened with verbose=False; keep loading the
+    backend quiet too, unless the user set the `llama-cpp-python` logger's level themselves."""
+    logger = logging.getLogger("llama-cpp-python")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
 
 
 def _score(path: Path) -> int:

@@ -20,4 +20,4 @@ def test_doctor_json_names_cpu_precision_and_llama_cpp():
 
 def test_doctor_table_prints():
     result = CliRunner().invoke(app, ["doctor"])
-    assert result.exit_code == 0 and "training precision" in result.output
+    assert result.exit_code == 0 and "cpu matmul" in result.output and "precision" in result.output
