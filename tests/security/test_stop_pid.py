@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from typer.testing import CliRunner
 
@@ -32,9 +33,13 @@ def test_stop_refuses_an_unrelated_process(tmp_path):
 def test_a_detached_run_is_recognised(tmp_path):
     run_dir = tmp_path / "run"
     script = tmp_path / "openrecipe"  # stands in for `python -m openrecipe run ... --out RUN_DIR`
-    script.write_text("import time\ntime.sleep(60)\n")
+    ready = tmp_path / "ready"
+    script.write_text(f"import pathlib, time\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)\n")
     job = subprocess.Popen([sys.executable, str(script), "run", "r.yaml", "--out", str(run_dir)])
     try:
+        while not ready.exists():  # the interpreter is up: its command line is final
+            assert job.poll() is None
+            time.sleep(0.05)
         assert is_our_job(job.pid, {"run_dir": str(run_dir)})
         assert not is_our_job(job.pid, {"run_dir": str(tmp_path / "other")})
     finally:
