@@ -118,6 +118,29 @@ class ControlTokenInContent(ValueError):
     """Message content holds a control-token string and the template gives no way to keep it as text."""
 
 
+def encode_chat_with_tokenizer(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    *,
+    render: Callable[[list[dict[str, Any]]], str],
+    parse_control_tokens: bool,
+) -> list[int]:
+    """Token ids of a rendered chat with a Hugging Face tokenizer; user text is encoded as text (control-token
+    strings stay plain text) unless the request opts in to parsing them."""
+
+    def markup(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    if parse_control_tokens:
+        return markup(render(messages))
+    return encode_chat_content_as_text(
+        messages,
+        render=render,
+        tokenize_markup=markup,
+        tokenize_text=lambda text: tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"],
+    )
+
+
 def encode_chat_content_as_text(
     messages: list[dict[str, Any]],
     *,

@@ -33,7 +33,7 @@ from openrecipe.serve.engines.base import (
     GenerationRequest,
     TokenLogprob,
     apply_stops,
-    encode_chat_content_as_text,
+    encode_chat_with_tokenizer,
     held_back,
 )
 from openrecipe.serve.engines.sampling import Detokenizer, RowSampler, prompt_logprobs, token_logprob
@@ -135,18 +135,8 @@ class TransformersEngine:
                 )
             return render_chat(self.tokenizer, items)
 
-        def markup(text: str) -> list[int]:
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-        if parse_control_tokens:
-            return prefix + markup(render(messages))
-        return prefix + encode_chat_content_as_text(
-            messages,
-            render=render,
-            tokenize_markup=markup,
-            tokenize_text=lambda text: self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)[
-                "input_ids"
-            ],
+        return prefix + encode_chat_with_tokenizer(
+            self.tokenizer, messages, render=render, parse_control_tokens=parse_control_tokens
         )
 
     def encode_text(self, text: str) -> list[int]:

@@ -43,23 +43,13 @@ class VllmEngine:
         tools: list[dict[str, Any]] | None = None,
         parse_control_tokens: bool = False,
     ) -> list[int]:
-        from openrecipe.serve.engines.base import encode_chat_content_as_text
+        from openrecipe.serve.engines.base import encode_chat_with_tokenizer
 
         def render(items: list[dict[str, Any]]) -> str:
             return self.tokenizer.apply_chat_template(items, tools=tools, add_generation_prompt=True, tokenize=False)
 
-        def markup(text: str) -> list[int]:
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-        if parse_control_tokens:
-            return markup(render(messages))
-        return encode_chat_content_as_text(
-            messages,
-            render=render,
-            tokenize_markup=markup,
-            tokenize_text=lambda text: self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)[
-                "input_ids"
-            ],
+        return encode_chat_with_tokenizer(
+            self.tokenizer, messages, render=render, parse_control_tokens=parse_control_tokens
         )
 
     def encode_text(self, text: str) -> list[int]:
