@@ -40,6 +40,21 @@ class ProbeSettings(StrictModel):
     max_new_tokens: int = Field(40, ge=1)
 
 
+class DistributedSettings(StrictModel):
+    """How several processes (torchrun / accelerate launch) share a run; one process ignores it."""
+
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp",
+        description="ddp: every process holds the whole model; fsdp: FSDP2 shards parameters, gradients and "
+        "optimizer state over the processes; deepspeed: needs the deepspeed package and CUDA GPUs",
+    )
+    timeout_s: int = Field(
+        600,
+        ge=10,
+        description="A collective waiting this long (a process died or hangs) fails, stopping the whole job",
+    )
+
+
 class TrainSettings(StrictModel):
     method: Literal["lora", "full", "qlora"] = "lora"
     lora: LoraSettings = Field(default_factory=LoraSettings)
@@ -70,6 +85,7 @@ class TrainSettings(StrictModel):
     keep_checkpoints: int = Field(2, ge=2)
     nonfinite_patience: int = Field(5, ge=1, description="Stop after this many consecutive NaN/inf steps")
     tensorboard: bool = False
+    distributed: DistributedSettings = Field(default_factory=DistributedSettings)
 
     @model_validator(mode="after")
     def _batches(self) -> TrainSettings:
@@ -108,5 +124,6 @@ class TrainSettings(StrictModel):
                 "nonfinite_patience",
                 "compile",
                 "micro_batch_tokens",  # memory only: the same summed loss, split differently
+                "distributed",  # how processes share the work, not what they compute
             },
         )

@@ -1,16 +1,21 @@
-"""Training on several processes or machines: FSDP2 sharding, full-state checkpoints, a pre-flight check.
+"""Training on several processes or machines: the strategy, FSDP2 sharding, full-state checkpoints, a
+pre-flight check.
 
-accelerate runs DDP for us; on CPU it routes every multi-process run to DDP and ignores an FSDP plugin
-(`DistributedType.MULTI_CPU`), so FSDP2 is applied with torch's own `fully_shard`, the call accelerate's FSDP2
-path makes on GPUs. Checkpoints gather the full trainable state on every rank and rank 0 writes it in the
-single-process format, so a run can resume on a different number of processes.
+DDP runs through accelerate (`prepare` wraps the model and optimizer together). On CPU accelerate routes every
+multi-process run to DDP and ignores an FSDP plugin (`DistributedType.MULTI_CPU`), so FSDP2 is applied with torch's
+own `fully_shard`, the call accelerate's FSDP2 path makes, on every device. A sharded run's checkpoint is gathered
+with `torch.distributed.checkpoint.state_dict` into full tensors on rank 0 (trainable parameters only: a LoRA
+checkpoint holds the adapter, not the base) and written in the single-process format, so a run can resume on a
+different number of processes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +27,27 @@ from openrecipe.errors import OpenRecipeError
 PREFLIGHT_TIMEOUT = timedelta(seconds=30)
 
 
+def check_strategy(strategy: str, device: torch.device, distributed_type: str) -> None:
+    """Refuse a strategy this machine cannot run, or one that contradicts the accelerate config, before any work."""
+    if strategy == "deepspeed":
+        missing = []
+        if importlib.util.find_spec("deepspeed") is None:
+            missing.append("the deepspeed package is not installed")
+        if device.type != "cuda":
+            missing.append(f"DeepSpeed ZeRO needs CUDA GPUs and this run is on {device.type}")
+        raise OpenRecipeError(
+            "train.distributed.strategy: deepspeed cannot run here: "
+            + ("; ".join(missing) if missing else "the training loop does not drive DeepSpeed ZeRO yet"),
+            fix="use strategy: fsdp (FSDP2 shards parameters, gradients and optimizer state like ZeRO-3) or ddp",
+        )
+    configured = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed"}.get(distributed_type.rsplit(".", 1)[-1])
+    if configured is not None and configured != strategy:
+        raise OpenRecipeError(
+            f"the accelerate config launches {configured.upper()}, but train.distributed.strategy is {strategy}",
+            fix=f"set train.distributed.strategy: {configured} in the recipe, or launch without that accelerate config",
+        )
+
+
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The repeated blocks transformers marks as unsplittable: the natural FSDP units."""
     names: set[str] = set()
@@ -30,20 +56,34 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [module for module in model.modules() if type(module).__name__ in names]
 
 
-def fsdp2_shard(model: torch.nn.Module) -> torch.nn.Module:
-    """Shard every decoder layer, then the rest, over all processes (FSDP2, one flat mesh)."""
+def fsdp2_shard(model: torch.nn.Module, root: torch.nn.Module | None = None) -> torch.nn.Module:
+    """Shard every decoder layer of `model`, then the rest under `root` (the module whose forward the loop calls,
+    so embeddings and head gather there), over all processes: FSDP2 on one flat mesh. Call before building the
+    optimizer: sharding replaces the parameters."""
     from torch.distributed.fsdp import fully_shard
 
     layers = decoder_layers(model)
     if not layers:
         raise OpenRecipeError(
             f"FSDP2 found no decoder layers to shard in {type(model).__name__}",
-            fix="use train.distributed: ddp for this model",
+            fix="use train.distributed.strategy: ddp for this model",
         )
     for layer in layers:
         fully_shard(layer)
-    fully_shard(model)
-    return model
+    return fully_shard(root if root is not None else model)
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(module, FSDPModule) for module in model.modules())
+
+
+def most_across_ranks(count: int) -> int:
+    """The largest `count` any rank holds (collective)."""
+    value = torch.tensor([count])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return int(value)
 
 
 def set_gradient_sync(model: torch.nn.Module, enabled: bool) -> None:
@@ -53,58 +93,78 @@ def set_gradient_sync(model: torch.nn.Module, enabled: bool) -> None:
         setter(enabled)
 
 
-def full_tensor(value: torch.Tensor) -> torch.Tensor:
-    """A DTensor's whole value (a collective: every rank must call it), or the tensor itself."""
-    gather = getattr(value, "full_tensor", None)
-    return gather() if gather is not None else value
+@contextmanager
+def unsharded_root(model: torch.nn.Module) -> Iterator[None]:
+    """The root's own (unsharded-unit) parameters gathered, for code that calls submodules directly (generation);
+    each decoder layer still gathers itself in its forward."""
+    unshard = getattr(model, "unshard", None)
+    if unshard is None:
+        yield
+        return
+    unshard()
+    try:
+        yield
+    finally:
+        model.reshard()
 
 
-def gather_trainable(named: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
-    """Full copies of the trainable parameters, in the single-process layout (collective)."""
-    return {name: full_tensor(parameter.detach()).cpu() for name, parameter in named.items()}
+def as_float(value: torch.Tensor | float) -> float:
+    """A gradient norm as a number: a DTensor's whole value (a collective: every rank calls it)."""
+    full = getattr(value, "full_tensor", None)
+    return float(full() if full is not None else value)
 
 
-def gather_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's state_dict with every sharded tensor gathered whole (collective)."""
-    state = optimizer.state_dict()
-    gathered = {
-        index: {
-            key: full_tensor(value).cpu() if isinstance(value, torch.Tensor) and value.dim() > 0 else value
-            for key, value in values.items()
-        }
-        for index, values in state["state"].items()
+def _options(**extra: bool):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, ignore_frozen_params=True, **extra)
+
+
+def full_trainable_state(model: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+    """The trainable parameters `names` as full CPU tensors on rank 0 (empty elsewhere), named as in one process
+    (collective). Filtered by name: DCP keeps a tied copy of a frozen embedding as the head's weight."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    state = get_model_state_dict(model, options=_options(cpu_offload=True))
+    return {name: state[name] for name in names if name in state}
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, names: list[str]) -> dict[str, Any]:
+    """The optimizer state as full tensors on rank 0 (empty elsewhere), keyed by parameter position like a
+    single-process `optimizer.state_dict()` (collective)."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    state = get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True))
+    if not state or not state.get("param_groups"):
+        return {"state": {}, "param_groups": []}
+    position = {name: index for index, name in enumerate(names)}
+    return {
+        "state": {position[name]: values for name, values in state["state"].items()},
+        "param_groups": [
+            {**group, "params": [position[n] for n in group["params"]]} for group in state["param_groups"]
+        ],
     }
-    return {"state": gathered, "param_groups": state["param_groups"]}
 
 
-def load_trainable(named: dict[str, torch.nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:
-    """Copy full tensors into (possibly sharded) parameters: each rank keeps its own shard."""
-    with torch.no_grad():
-        for name, parameter in named.items():
-            parameter.copy_(_like(parameter, tensors[name]))
+def load_full_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    names: list[str],
+    trainable: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+) -> None:
+    """Load a single-process checkpoint into a sharded model and optimizer: each rank keeps its own shards
+    (collective)."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-
-def shard_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
-    """Turn a full (single-process) optimizer state into this rank's shards, matching each parameter."""
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    sharded = {}
-    for index, values in state["state"].items():
-        parameter = parameters[int(index)]
-        sharded[index] = {
-            key: _like(parameter, value) if isinstance(value, torch.Tensor) and value.dim() > 0 else value
-            for key, value in values.items()
-        }
-    return {"state": sharded, "param_groups": state["param_groups"]}
-
-
-def _like(parameter: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
-    """`full` laid out like `parameter`: sharded the same way when it is a DTensor."""
-    mesh = getattr(parameter, "device_mesh", None)
-    if mesh is None:
-        return full.to(device=parameter.device, dtype=parameter.dtype)
-    from torch.distributed.tensor import distribute_tensor
-
-    return distribute_tensor(full.to(dtype=parameter.dtype), mesh, parameter.placements)
+    set_model_state_dict(model, {name: trainable[name] for name in names}, options=_options(strict=False))
+    by_name = {
+        "state": {names[int(index)]: values for index, values in optimizer_state["state"].items()},
+        "param_groups": [
+            {**group, "params": [names[int(i)] for i in group["params"]]} for group in optimizer_state["param_groups"]
+        ],
+    }
+    set_optimizer_state_dict(model, optimizer, by_name, options=_options(strict=False))
 
 
 def fingerprint(value: Any) -> str:

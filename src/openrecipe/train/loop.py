@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,22 @@ from openrecipe.models.device import pick_device
 from openrecipe.models.refs import ModelRef, resolve_model_ref
 from openrecipe.train.batching import TrainData, collate, epoch_order, steps_per_epoch, trainable_tokens
 from openrecipe.train.config import ProbeSettings, TrainSettings
-from openrecipe.train.distributed import fingerprint, preflight
+from openrecipe.train.distributed import (
+    as_float,
+    check_strategy,
+    fingerprint,
+    fsdp2_shard,
+    most_across_ranks,
+    preflight,
+    set_gradient_sync,
+    unsharded_root,
+)
 from openrecipe.train.forward import TrainedTokenLoss
 from openrecipe.train.model_setup import TrainModel, load_for_training
 from openrecipe.train.probes import build_probes, run_probes
 from openrecipe.train.schedule import lr_at
 from openrecipe.train.state import TrainCheckpoint, TrainState
 from openrecipe.train.steps import (
-    NullContext,
     Signals,
     append_row,
     evaluate_loss,
@@ -123,10 +132,17 @@ class _Training:
     # -- set up ---------------------------------------------------------------------------------
 
     def _setup_processes(self) -> None:
+        from datetime import timedelta
+
         from accelerate import Accelerator
+        from accelerate.utils import InitProcessGroupKwargs
 
         device = pick_device(self.job.device)
-        self.accelerator = Accelerator(cpu=device.type == "cpu")
+        distributed = self.settings.distributed
+        # A rank that dies leaves the others waiting in a collective: the timeout turns that wait into an error.
+        timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=distributed.timeout_s))
+        self.accelerator = Accelerator(cpu=device.type == "cpu", kwargs_handlers=[timeout])
+        check_strategy(distributed.strategy, self.accelerator.device, str(self.accelerator.distributed_type))
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         self.device = self.accelerator.device
         self.is_main = self.accelerator.is_main_process
@@ -142,19 +158,25 @@ class _Training:
         self.parameters = self.trainee.trainable_parameters()
 
     def _setup_optimizer(self) -> None:
+        """Shard first (FSDP2 replaces the parameters), then build the optimizer over what will be trained."""
         settings = self.settings
-        self.optimizer = torch.optim.AdamW(
+        model = TrainedTokenLoss(self.trainee.model)
+        self.sharded: torch.nn.Module | None = None
+        if self.world > 1 and settings.distributed.strategy == "fsdp":
+            fsdp2_shard(self.trainee.model, root=model)
+            self.sharded = self.trainee.model
+            self.parameters = self.trainee.trainable_parameters()
+        optimizer = torch.optim.AdamW(
             list(self.parameters.values()),
             lr=settings.learning_rate,
             betas=settings.betas,
             weight_decay=settings.weight_decay,
         )
-        model = TrainedTokenLoss(self.trainee.model)
         if settings.compile:
             model = torch.compile(model)
-        if self.world > 1:
-            model = self.accelerator.prepare_model(model)
-        self.model = model
+        if self.world > 1 and self.sharded is None:
+            model, optimizer = self.accelerator.prepare(model, optimizer)  # DDP
+        self.model, self.optimizer = model, optimizer
 
     def _setup_data(self) -> None:
         settings = self.settings
@@ -177,7 +199,13 @@ class _Training:
         )
         self.state = TrainState()
         self.checkpoint = TrainCheckpoint(
-            self.state, self.parameters, self.optimizer, self.trajectory, world=self.world, rank=self.rank
+            self.state,
+            self.parameters,
+            self.optimizer,
+            self.trajectory,
+            world=self.world,
+            rank=self.rank,
+            sharded=self.sharded,
         )
         self.resumed_from: int | None = None
 
@@ -208,6 +236,9 @@ class _Training:
                 self.metrics_path.unlink()
             return
         changes = _differences(checkpoint.json["trajectory"], self.trajectory)
+        # Checkpoints hold full tensors, so another number of processes continues the same run.
+        regrouped = [change for change in changes if change.startswith("world_size")]
+        changes = [change for change in changes if change not in regrouped]
         only_length = all(change.startswith("total_steps") for change in changes)
         if changes and not job.force and not (only_length and job.extend):
             hint = (
@@ -226,6 +257,10 @@ class _Training:
         if self.is_main:
             _truncate_metrics(self.metrics_path, checkpoint.step)
             console.print(f"[cyan]resuming from checkpoint step {checkpoint.step} of {self.total_steps}[/cyan]")
+            if regrouped:
+                console.print(
+                    f"[cyan]the checkpoint was written by another number of processes ({regrouped[0]})[/cyan]"
+                )
 
     # -- step -----------------------------------------------------------------------------------
 
@@ -283,21 +318,32 @@ class _Training:
         step_start = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
         chunks = micro_batches(local, settings.micro, self.token_cap)
-        for position, chunk in enumerate(chunks):
+        count = len(chunks)
+        if self.sharded is not None:
+            # Every FSDP forward gathers with all ranks: a rank with fewer micro-batches repeats its last one
+            # with zero weight, so all ranks make the same collective calls.
+            count = most_across_ranks(count)
+        for position in range(count):
+            chunk = chunks[min(position, len(chunks) - 1)]
+            weight = 1.0 if position < len(chunks) else 0.0
             batch = {k: v.to(self.device) for k, v in collate(chunk, self.pad_id).items()}
-            last = position == len(chunks) - 1
-            context = self.accelerator.no_sync(self.model) if world > 1 and not last else NullContext()
+            last = position == count - 1
+            context = nullcontext()
+            if self.sharded is not None:
+                set_gradient_sync(self.model, last)  # reduce-scatter once, after the last micro-batch
+            elif world > 1 and not last:
+                context = self.accelerator.no_sync(self.model)
             with context:
-                chunk_loss = _token_loss_sum(self.model, batch, self.trainee.autocast())
-                # DDP averages gradients over processes: scale so the result is the global token mean.
-                (chunk_loss * world / global_tokens).backward()
+                chunk_loss = _token_loss_sum(self.model, batch, self.trainee.autocast()) * weight
+                # DDP and FSDP average gradients over processes: scale so the result is the global token mean.
+                self.accelerator.backward(chunk_loss * world / global_tokens)
                 self.fault("mid_accumulation")
             loss_sum += chunk_loss.detach()
         if world > 1:
             loss_sum = self.accelerator.reduce(loss_sum, reduction="sum")
         loss = float(loss_sum) / global_tokens
         max_norm = settings.max_grad_norm if settings.max_grad_norm is not None else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(list(self.parameters.values()), max_norm))
+        grad_norm = as_float(self.accelerator.clip_grad_norm_(list(self.parameters.values()), max_norm))
         lr = lr_at(step, settings.learning_rate, self.total_steps, settings.schedule)
         if math.isfinite(loss) and math.isfinite(grad_norm):
             for group in self.optimizer.param_groups:
@@ -365,15 +411,8 @@ class _Training:
                     state.best_eval_loss, state.best_step = eval_loss, step
                     new_best = True
         if self.probes and (step % self.probe_every == 0 or boundary):
-            results = run_probes(
-                self.trainee.model,
-                self.trainee.tokenizer,
-                self.probes,
-                job.system_prompt,
-                self.device,
-                self.trainee.autocast(),
-                job.probes.max_new_tokens,
-            )
+            with unsharded_root(self.model) if self.sharded is not None else nullcontext():
+                results = self._run_probes()
             row["probes_passed"] = sum(r.passed for r in results)
             self.probe_log.append({"step": step, "results": [r.__dict__ for r in results]})
             if (
@@ -383,6 +422,18 @@ class _Training:
             ):
                 state.finish(f"all {len(results)} probes passed at step {step}")
         return new_best
+
+    def _run_probes(self) -> list:
+        job = self.job
+        return run_probes(
+            self.trainee.model,
+            self.trainee.tokenizer,
+            self.probes,
+            job.system_prompt,
+            self.device,
+            self.trainee.autocast(),
+            job.probes.max_new_tokens,
+        )
 
     def _log(self, row: dict[str, Any]) -> None:
         append_row(self.metrics_path, row, self.is_main)
@@ -420,7 +471,23 @@ class _Training:
             "best_step": state.best_step,
         }
         metrics.update(_from_metrics_log(self.metrics_path, self.probe_log))
-        return TrainOutcome(metrics, {"metrics": str(self.metrics_path)}, self.trainee if self.is_main else None)
+        return TrainOutcome(metrics, {"metrics": str(self.metrics_path)}, self._final_model())
+
+    def _final_model(self) -> TrainModel | None:
+        """The trained model on rank 0 for the stage to save; a sharded one is gathered into an unsharded copy
+        (collective)."""
+        if self.sharded is None:
+            return self.trainee if self.is_main else None
+        from openrecipe.train.distributed import full_trainable_state
+
+        trained = full_trainable_state(self.sharded, list(self.parameters))
+        if not self.is_main:
+            return None
+        whole = load_for_training(self.job.model, self.settings, self.device, seed=self.job.seed)
+        with torch.no_grad():
+            for name, parameter in whole.trainable_parameters().items():
+                parameter.copy_(trained[name])
+        return whole
 
 
 def _from_metrics_log(path: Path, probe_log: list[dict[str, Any]]) -> dict[str, Any]:

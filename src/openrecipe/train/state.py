@@ -10,7 +10,13 @@ from typing import Any
 import torch
 
 from openrecipe.checkpoint.manager import LoadedCheckpoint
-from openrecipe.checkpoint.tensors import optimizer_from_tensors, optimizer_to_tensors, rng_from_tensors, rng_to_tensors
+from openrecipe.checkpoint.tensors import (
+    optimizer_from_tensors,
+    optimizer_state_from_tensors,
+    optimizer_state_to_tensors,
+    rng_from_tensors,
+    rng_to_tensors,
+)
 from openrecipe.errors import OpenRecipeError
 
 
@@ -41,7 +47,9 @@ class TrainState:
 
 
 class TrainCheckpoint:
-    """Everything one checkpoint holds, as (tensors, JSON parts) for the CheckpointManager."""
+    """Everything one checkpoint holds, as (tensors, JSON parts) for the CheckpointManager. With `sharded` (the
+    FSDP2-sharded model) the weights and optimizer state are gathered whole on rank 0 and written in the
+    single-process layout, so any number of processes can resume them."""
 
     def __init__(
         self,
@@ -52,17 +60,24 @@ class TrainCheckpoint:
         *,
         world: int,
         rank: int,
+        sharded: torch.nn.Module | None = None,
     ) -> None:
         self.state, self.parameters, self.optimizer = state, parameters, optimizer
-        self.trajectory, self.world, self.rank = trajectory, world, rank
+        self.trajectory, self.world, self.rank, self.sharded = trajectory, world, rank, sharded
 
     def state_dict(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """Collective when distributed: every process's RNG is gathered so a resumed run continues each
         stream exactly."""
-        tensors: dict[str, dict[str, torch.Tensor]] = {
-            "trainable": {name: p.detach().cpu() for name, p in self.parameters.items()}
-        }
-        optimizer_tensors, optimizer_meta = optimizer_to_tensors(self.optimizer)
+        if self.sharded is not None:
+            from openrecipe.train.distributed import full_optimizer_state, full_trainable_state
+
+            trainable = full_trainable_state(self.sharded, list(self.parameters))
+            optimizer_state = full_optimizer_state(self.sharded, self.optimizer, list(self.parameters))
+        else:
+            trainable = {name: p.detach().cpu() for name, p in self.parameters.items()}
+            optimizer_state = self.optimizer.state_dict()
+        tensors: dict[str, dict[str, torch.Tensor]] = {"trainable": trainable}
+        optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(optimizer_state)
         tensors["optimizer"] = optimizer_tensors
         rng_tensors, rng_meta = rng_to_tensors()
         gathered = [(rng_tensors, rng_meta)]
@@ -87,10 +102,18 @@ class TrainCheckpoint:
                 f"checkpoint {checkpoint.path.name} lacks weights for {sorted(missing)[0]}",
                 fix="it belongs to another model; use a new run folder",
             )
-        with torch.no_grad():
-            for name, parameter in self.parameters.items():
-                parameter.copy_(params[name].to(parameter.dtype))
-        optimizer_from_tensors(self.optimizer, checkpoint.tensors["optimizer"], checkpoint.json["optimizer"])
+        if self.sharded is not None:
+            from openrecipe.train.distributed import load_full_state
+
+            optimizer_state = optimizer_state_from_tensors(
+                checkpoint.tensors["optimizer"], checkpoint.json["optimizer"]
+            )
+            load_full_state(self.sharded, self.optimizer, list(self.parameters), params, optimizer_state)
+        else:
+            with torch.no_grad():
+                for name, parameter in self.parameters.items():
+                    parameter.copy_(params[name].to(parameter.dtype))
+            optimizer_from_tensors(self.optimizer, checkpoint.tensors["optimizer"], checkpoint.json["optimizer"])
         rng_key = f"rng_rank{self.rank}"
         if rng_key in checkpoint.tensors:
             rng_from_tensors(checkpoint.tensors[rng_key], checkpoint.json[rng_key])
