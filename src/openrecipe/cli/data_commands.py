@@ -110,6 +110,9 @@ def inspect(
     name: str | None = typer.Option(None, "--name"),
     organization: str | None = typer.Option(None, "--organization"),
     as_json: bool = typer.Option(False, "--json", help="Print the stats as JSON."),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="Built-in template (chatml, llama3, mistral, gemma, qwen) or a .jinja file."
+    ),
 ) -> None:
     from openrecipe.data.config import DataSource
     from openrecipe.data.inspect import data_stats, print_inspection, render_example
@@ -117,9 +120,11 @@ def inspect(
     from openrecipe.errors import OpenRecipeError
     from openrecipe.models.loading import load_tokenizer
     from openrecipe.models.refs import resolve_model_ref
+    from openrecipe.models.templates import resolve_chat_template
 
     loaded = load_source(DataSource(path=str(file), format=format), identity=_identity(name, organization))
-    tokenizer = load_tokenizer(resolve_model_ref(model))
+    template = resolve_chat_template(chat_template) if chat_template is not None else None
+    tokenizer = load_tokenizer(resolve_model_ref(model).with_template(template))
     if row > len(loaded.records):
         raise OpenRecipeError(f"--row {row} is past the end ({len(loaded.records)} rows)")
     stats = data_stats(loaded.records, tokenizer, system)

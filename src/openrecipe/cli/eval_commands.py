@@ -35,6 +35,11 @@ def evaluate(
     train_data: list[Path] = typer.Option(
         [], "--train-data", help="Training data: checks every test prompt's n-gram overlap with it."
     ),
+    chat_template: str | None = typer.Option(
+        None,
+        "--chat-template",
+        help="Render every model's prompts with this template: a built-in name (chatml, llama3, ...) or a .jinja file.",
+    ),
 ) -> None:
     from openrecipe.data.config import DataSource
     from openrecipe.data.load import load_source
@@ -43,6 +48,8 @@ def evaluate(
     from openrecipe.eval.runner import Variant
     from openrecipe.eval.suite import run_suite
     from openrecipe.eval.testsets import identity_test_set, load_test_set
+    from openrecipe.models.refs import resolve_model_ref
+    from openrecipe.models.templates import resolve_chat_template
 
     items = [item for path in tests for item in load_test_set(path)]
     if name and organization:
@@ -57,12 +64,15 @@ def evaluate(
     if retrieve:
         settings = RetrievalSettings(top_k=top_k)
         retriever = Retriever(passages_from_records(records(retrieve), max_chars=settings.max_passage_chars), settings)
+    template = resolve_chat_template(chat_template) if chat_template is not None else None
     variants = []
     for spec in models:
-        label, _, reference = spec.rpartition("=") if "=" in spec else (spec, "", spec)
-        variants.append(Variant(label or reference, reference, system))
+        label, _, name = spec.rpartition("=") if "=" in spec else (spec, "", spec)
+        reference = resolve_model_ref(name).with_template(template)
+        label = label or name
+        variants.append(Variant(label, reference, system))
         if retriever is not None:
-            variants.append(Variant(f"{label or reference}+retrieval", reference, system, retriever=retriever))
+            variants.append(Variant(f"{label}+retrieval", reference, system, retriever=retriever))
     names = [v.name for v in variants]
     if baseline is not None and baseline not in names:
         raise OpenRecipeError(

@@ -28,12 +28,17 @@ def chat(
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the model."),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="Built-in template (chatml, llama3, mistral, gemma, qwen) or a .jinja file."
+    ),
 ) -> None:
     from openrecipe.models.generation import GenerationSettings, build_messages, stream_reply
     from openrecipe.models.loading import load_model
 
     with console.status(f"loading {model} ..."):
-        loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        loaded = load_model(
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, chat_template=chat_template
+        )
     settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
     if prompt is not None:
         reply = "".join(stream_reply(loaded, build_messages(prompt, system), settings))
@@ -80,6 +85,9 @@ def generate(
     dtype: str = typer.Option("auto", "--dtype"),
     device: str = typer.Option("auto", "--device"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="Built-in template (chatml, llama3, mistral, gemma, qwen) or a .jinja file."
+    ),
 ) -> None:
     from openrecipe.errors import OpenRecipeError
     from openrecipe.models.generation import GenerationSettings, generate_texts
@@ -92,7 +100,9 @@ def generate(
     conversations = read_prompt_file(input, system)
     rows = [json.loads(line) for line in input.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     with console.status(f"loading {model} ..."):
-        loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        loaded = load_model(
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, chat_template=chat_template
+        )
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     with Progress(
         TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console

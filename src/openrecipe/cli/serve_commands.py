@@ -28,6 +28,9 @@ def serve(
     engine: str = typer.Option("transformers", "--engine", help="transformers, llamacpp (GGUF) or vllm (GPU)."),
     model_name: str | None = typer.Option(None, "--model-name", help="Model id clients send (default: folder name)."),
     system_prompt: str | None = typer.Option(None, "--system", help="System prompt for requests without one."),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="Built-in template (chatml, llama3, mistral, gemma, qwen) or a .jinja file."
+    ),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Browser origin allowed to call the API (repeat)."),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Larger request bodies get 413."),
     max_tokens_cap: int = typer.Option(1024, "--max-tokens-cap", help="Requests asking for more get 400."),
@@ -68,6 +71,7 @@ def serve(
             "engine": engine,
             "model_name": model_name,
             "system_prompt": system_prompt,
+            "chat_template": chat_template,
             "cors_origins": cors_origin,
             "max_body_bytes": max_body_bytes,
             "max_tokens_cap": max_tokens_cap,

@@ -89,6 +89,17 @@ class PathRef:
 
 
 Location = PathRef | HubRef
+@dataclass(frozen=True)
+class TemplateName:
+    """A built-in chat template, by name (`chatml`, `llama3`, ...); a Jinja file is a `PathRef`."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+JINJA_SUFFIXES = (".jinja", ".jinja2", ".j2")
 ModelSpec = BaseRef | DefaultRef | StageRef | HubRef | PathRef
 DataSpec = StageRef | PathRef
 Reference = ModelSpec
@@ -145,6 +156,16 @@ def parse_input_path(text: str) -> PathRef:
 
 
 def _typed(spec: Any, parse, description: str, kinds: tuple[type, ...]) -> Any:
+def parse_template_reference(text: str) -> TemplateName | PathRef:
+    """A `.jinja` file (or anything with a folder in it) is a path relative to the recipe; else a name."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty chat template; write a built-in name (e.g. chatml) or a .jinja file")
+    if text.lower().endswith(JINJA_SUFFIXES) or "/" in text or "\\" in text:
+        return parse_input_path(text)
+    return TemplateName(text)
+
+
     """`spec` parsed from a string by `parse`, dumped back to that string, a plain string in the schema."""
 
     def validate(value: Any) -> Any:
@@ -201,6 +222,12 @@ def iter_references(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, Reference]
     if isinstance(value, BaseRef | DefaultRef | StageRef | HubRef | PathRef):
         yield loc, value
     elif isinstance(value, BaseModel):
+ChatTemplateReference = _typed(
+    TemplateName | PathRef,
+    parse_template_reference,
+    "a built-in chat template name or a .jinja file (relative to the recipe)",
+    (TemplateName, PathRef),
+)
         extra = getattr(value, "extra_references", None)
         for name in type(value).model_fields:
             yield from iter_references(getattr(value, name), (*loc, name))

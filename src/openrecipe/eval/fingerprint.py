@@ -11,9 +11,10 @@ def model_fingerprint(reference: str | ModelRef) -> str:
     from openrecipe.models.refs import resolve_model_ref
 
     ref = resolve_model_ref(reference)
+    template = {"chat_template": ref.template.source} if ref.template is not None else {}
     if ref.kind == "hub":
-        return f"hub:{ref.name}"
-    parts = []
+        return f"hub:{ref.name}" + (f"+{sha256_json(template)}" if template else "")
+    parts: list[dict[str, str]] = [template] if template else []
     current = ref
     while current is not None:
         path = model_source_path(current) if current.kind == "default" else current.path

@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import OpenRecipeError
-from openrecipe.importers.common import Imported, positive_or_none, read_config, recipe_fields, relative_to, schedule
+from openrecipe.importers.common import (
+    Imported,
+    chat_template,
+    positive_or_none,
+    read_config,
+    relative_to,
+    schedule,
+)
 from openrecipe.importers.llamafactory import AS_IS
 
 RUNTIME_KEYS = {
@@ -180,12 +187,7 @@ def import_axolotl(config_path: Path, out: Path) -> Imported:
         "seed": config.get("seed", 42),
         "base_model": relative_to(local_model, recipe_dir) if local_model.exists() else model,
     }
-    template = config.get("chat_template")
-    if template is not None:
-        if "chat_template" in recipe_fields():
-            recipe["chat_template"] = template
-        else:
-            imported.unmapped["chat_template"] = f"{template!r}: the model's own chat template is used"
+    recipe["chat_template"] = chat_template(config.get("chat_template"), imported, "chat_template")
     train = _train(config, imported)
     text_only = all(source.get("format") == "text" for source in sources)
     training: dict[str, Any]

@@ -55,6 +55,32 @@ def schedule(name: Any, imported: Imported, key: str) -> str | None:
     return None
 
 
+# Template names of LLaMA-Factory and axolotl that render as one of our built-ins.
+TEMPLATE_ALIASES = {"qwen2": "qwen", "qwen25": "qwen", "qwen_25": "qwen", "gemma2": "gemma", "llama3_1": "llama3"}
+MODEL_OWN_TEMPLATE = {"default", "tokenizer_default", "empty"}
+
+
+def chat_template(name: Any, imported: Imported, key: str) -> str | None:
+    """The recipe's `chat_template` for a tool's template name; a name with no built-in equivalent is reported
+    and the model's own template is used."""
+    from openrecipe.models.templates import BUILTIN_TEMPLATES
+
+    if name is None:
+        return None
+    text = str(name)
+    chosen = TEMPLATE_ALIASES.get(text, text)
+    if chosen in BUILTIN_TEMPLATES:
+        if chosen != text:
+            imported.notes.append(f"{key}: {text} is imported as the built-in {chosen} template")
+        return chosen
+    if text not in MODEL_OWN_TEMPLATE:
+        imported.unmapped[key] = (
+            f"{text!r}: no built-in template of that name; the model's own is used (set `chat_template:` to one "
+            f"of {', '.join(BUILTIN_TEMPLATES.names())} or a .jinja file)"
+        )
+    return None
+
+
 def positive_or_none(value: Any) -> Any:
     return value if isinstance(value, int | float) and value > 0 else None
 
@@ -89,9 +115,3 @@ def write_recipe(imported: Imported, out: Path, source: Path, tool: str) -> Path
     out.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
     load_recipe(out)
     return out
-
-
-def recipe_fields() -> set[str]:
-    from openrecipe.recipe.schema import recipe_model
-
-    return set(recipe_model().model_fields)

@@ -11,7 +11,14 @@ from typing import Any
 
 from openrecipe.data.dataset_info import entry_to_source, pick_entry, read_dataset_info
 from openrecipe.errors import OpenRecipeError
-from openrecipe.importers.common import Imported, positive_or_none, read_config, recipe_fields, relative_to, schedule
+from openrecipe.importers.common import (
+    Imported,
+    chat_template,
+    positive_or_none,
+    read_config,
+    relative_to,
+    schedule,
+)
 
 # Keys that only steer LLaMA-Factory's own machinery (caches, workers, logging sinks, output folders):
 # openrecipe decides these itself, so they are reported as having no equivalent with this reason.
@@ -172,12 +179,7 @@ def import_llamafactory(config_path: Path, out: Path, dataset_info: Path | None 
         "seed": config.get("seed", 42),
         "base_model": base,
     }
-    template = config.get("template")
-    if template is not None:
-        if "chat_template" in recipe_fields():
-            recipe["chat_template"] = template
-        else:
-            imported.unmapped["template"] = f"{template!r}: the model's own chat template is used"
+    recipe["chat_template"] = chat_template(config.get("template"), imported, "template")
     clean = {"id": "data", "kind": "clean", "sources": sources, "clean": AS_IS}
     if stage == "sft":
         tokenize = {

@@ -11,6 +11,7 @@ import torch
 from openrecipe.errors import OpenRecipeError
 from openrecipe.models.device import pick_device, pick_dtype
 from openrecipe.models.refs import ModelRef, ensure_hub_available, resolve_model_ref
+from openrecipe.models.templates import ChatTemplate
 
 
 @dataclass
@@ -23,6 +24,16 @@ class LoadedModel:
 
 
 def load_tokenizer(ref: ModelRef, *, trust_remote_code: bool = False):
+    """The model's tokenizer, with the reference's chat template (if it names one) in place of its own."""
+    tokenizer = _load_tokenizer(ref, trust_remote_code=trust_remote_code)
+    if ref.template is not None:
+        from openrecipe.models.templates import use_chat_template
+
+        use_chat_template(tokenizer, ref.template, model_name=ref.name)
+    return tokenizer
+
+
+def _load_tokenizer(ref: ModelRef, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     if ref.kind == "adapter":
@@ -31,7 +42,7 @@ def load_tokenizer(ref: ModelRef, *, trust_remote_code: bool = False):
         if (adapter_dir / "tokenizer_config.json").is_file():
             return AutoTokenizer.from_pretrained(str(adapter_dir), trust_remote_code=trust_remote_code)
         assert ref.base is not None
-        return load_tokenizer(ref.base, trust_remote_code=trust_remote_code)
+        return _load_tokenizer(ref.base, trust_remote_code=trust_remote_code)
     if ref.kind == "gguf":
         from openrecipe.models.gguf_import import check_gguf
 
@@ -99,7 +110,7 @@ def load_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     merge_adapter: bool = False,
-    chat_template: str | Path | None = None,
+    chat_template: ChatTemplate | str | Path | None = None,
 ) -> LoadedModel:
     """Load any model reference for inference (eval mode); `chat_template` (a built-in name or a Jinja
     file) replaces the model's own template."""
@@ -108,9 +119,10 @@ def load_model(
     torch_dtype = pick_dtype(dtype, torch_device)
     tokenizer = load_tokenizer(ref, trust_remote_code=trust_remote_code)
     if chat_template is not None:
-        from openrecipe.models.templates import use_chat_template
+        from openrecipe.models.templates import resolve_chat_template
 
-        use_chat_template(tokenizer, chat_template, model_name=ref.name)
+        template = chat_template if isinstance(chat_template, ChatTemplate) else resolve_chat_template(chat_template)
+        ref = ref.with_template(template)
     model = _load_weights(ref, torch_dtype, trust_remote_code)
     if merge_adapter and ref.kind == "adapter":
         model = model.merge_and_unload()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.models.templates import ChatTemplate
 
 RefKind = Literal["default", "hf_folder", "gguf", "adapter", "hub"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -18,12 +19,18 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model reference: what it is, where it lives, and (for adapters) its base."""
+    """A resolved model reference: what it is, where it lives, (for adapters) its base, and the chat template
+    that replaces its own wherever it is loaded (a recipe's or a command's `chat_template`)."""
 
     kind: RefKind
     name: str
     path: Path | None = None
     base: ModelRef | None = None
+    template: ChatTemplate | None = None
+
+    def with_template(self, template: ChatTemplate | None) -> ModelRef:
+        """This reference rendering chats with `template` (None: with the model's own)."""
+        return self if template is None else replace(self, template=template)
 
 
 def _read_json(path: Path) -> dict:

@@ -165,8 +165,24 @@ def resolve_chat_template(setting: str | Path, *, base_dir: Path | None = None) 
             ) from None
         if not source.strip():
             raise OpenRecipeError(f"chat template file {path} is empty", where=SETTING)
+        _check_syntax(source, path)
         return ChatTemplate(path.stem, source)
     raise OpenRecipeError(BUILTIN_TEMPLATES.unknown_message(text), where=SETTING, fix="or give a .jinja file")
+
+
+def _check_syntax(source: str, path: Path) -> None:
+    """A broken Jinja file is the user's to fix, found before any stage runs, not inside tokenization."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"]).parse(source)
+    except TemplateSyntaxError as error:
+        raise OpenRecipeError(
+            f"chat template file {path} is not valid Jinja: {error.message}",
+            where=f"{path}:{error.lineno}",
+            fix="fix the template (Hugging Face chat templates are Jinja2: {% for message in messages %}...)",
+        ) from None
 
 
 def missing_markers(template: ChatTemplate, tokenizer) -> list[str]:
@@ -179,18 +195,21 @@ def missing_markers(template: ChatTemplate, tokenizer) -> list[str]:
     return missing
 
 
-def use_chat_template(tokenizer, setting: str | Path | None, *, model_name: str, base_dir: Path | None = None):
+def use_chat_template(
+    tokenizer, setting: ChatTemplate | str | Path | None, *, model_name: str, base_dir: Path | None = None
+):
     """Give `tokenizer` the template to train and serve with; refuse a model that has none and no setting."""
     if setting is None:
         if not getattr(tokenizer, "chat_template", None):
             raise OpenRecipeError(
                 f"{model_name} has no chat template (a base model?), so conversations cannot be rendered",
                 where=SETTING,
-                fix=f"set `{SETTING}:` to a built-in name ({', '.join(BUILTIN_TEMPLATES.names())}) or a .jinja "
-                "file; `mistral` needs only BOS/EOS tokens, so it fits any base model",
+                fix=f"set `{SETTING}:` in the recipe (or --chat-template on the command line) to a built-in name "
+                f"({', '.join(BUILTIN_TEMPLATES.names())}) or a .jinja file; `mistral` needs only BOS/EOS tokens, "
+                "so it fits any base model",
             )
         return tokenizer
-    template = resolve_chat_template(setting, base_dir=base_dir)
+    template = setting if isinstance(setting, ChatTemplate) else resolve_chat_template(setting, base_dir=base_dir)
     missing = missing_markers(template, tokenizer)
     if missing:
         fitting = [name for name, entry in BUILTIN_TEMPLATES.items() if not missing_markers(entry, tokenizer)]
@@ -202,6 +221,19 @@ def use_chat_template(tokenizer, setting: str | Path | None, *, model_name: str,
         )
     tokenizer.chat_template = template.source
     return tokenizer
+
+
+def folder_has_chat_template(folder: Path) -> bool:
+    """Whether a saved tokenizer (a model or adapter folder) carries a chat template, read from its files."""
+    import json
+
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("chat_template"))
 
 
 def require_chat_template(tokenizer) -> None:

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from openrecipe.config.references import HubRef, PathRef, iter_references, resolve_location
 from openrecipe.errors import OpenRecipeError, RunInterrupted
+from openrecipe.models.templates import BUILTIN_TEMPLATES, ChatTemplate, resolve_chat_template
 from openrecipe.provenance.manifest import code_version, git_commit, hash_path, package_versions, platform_info
 from openrecipe.provenance.records import (
     REPORT,
@@ -63,7 +64,8 @@ def run_recipe(
     inputs: dict[str, Any] = {}
     started = time.perf_counter()
     common = recipe.model_dump(mode="json", exclude={"stages", "name", "description", "sweep", "ladder"})
-    base_files = _input_files(recipe.base_model, recipe_dir)
+    base_files = _input_files(recipe.base_model, recipe_dir) + _input_files(recipe.chat_template, recipe_dir)
+    chat_template = recipe_chat_template(recipe, recipe_dir)
     base_location = resolve_location(recipe.base_model, recipe_dir) if _is_location(recipe.base_model) else "default"
     for stage in recipe.stages:
         kind = STAGE_KINDS.get(stage.kind)
@@ -114,6 +116,7 @@ def run_recipe(
             options=options,
             console=console,
             run=run,
+            chat_template=chat_template,
         )
         console.rule(f"[bold]{stage.id}[/bold] ({stage.kind}) — {kind.summary}")
         record = StageRecord(id=stage.id, kind=stage.kind, key=keys[stage.id])
@@ -145,6 +148,16 @@ def run_recipe(
     atomic_write_json(run_dir / REPORT, run.to_json())
     atomic_write_json(run_dir / "manifest.json", _manifest(recipe, run, recipe_dir, inputs, keys))
     return run.to_json()
+
+
+def recipe_chat_template(recipe: RecipeBase, recipe_dir: Path | None) -> ChatTemplate | None:
+    """The recipe's `chat_template`, read before any stage runs: a missing Jinja file stops the run at once."""
+    setting = recipe.chat_template
+    if setting is None:
+        return None
+    if isinstance(setting, PathRef):
+        return resolve_chat_template(resolve_location(setting, recipe_dir))
+    return BUILTIN_TEMPLATES.get(setting.name)
 
 
 def _is_location(reference: Any) -> bool:

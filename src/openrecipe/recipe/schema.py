@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 import openrecipe.stages  # noqa: F401  (registers the built-in stage kinds)
 from openrecipe.config.base import StrictModel
@@ -15,13 +15,17 @@ from openrecipe.config.loading import apply_overrides, load_yaml_with_lines, val
 from openrecipe.config.references import (
     DATA_KINDS,
     BaseModelReference,
+    ChatTemplateReference,
     PathRef,
     StageRef,
+    TemplateName,
     format_loc,
     iter_references,
 )
 from openrecipe.errors import MultipleErrors, OpenRecipeError
 from openrecipe.ladder.config import LadderSettings
+from openrecipe.models.templates import BUILTIN_TEMPLATES
+from openrecipe.recipe.checks import template_problems
 from openrecipe.stages.base import STAGE_KINDS, StageConfig
 from openrecipe.sweep.config import SweepSettings
 
@@ -41,12 +45,25 @@ class RecipeBase(StrictModel):
     ladder: LadderSettings | None = Field(None, description="Rungs for `openrecipe ladder` (ignored by `run`)")
     stages: list[StageConfig] = Field(default_factory=list)
 
+    chat_template: ChatTemplateReference | None = Field(
+        None,
+        description="How chats are rendered for training, eval, serving and export: a built-in name "
+        f"({', '.join(BUILTIN_TEMPLATES.names())}) or a .jinja file relative to the recipe; needed for a "
+        "base model without its own template, and replaces the model's own when given",
+    )
     @model_validator(mode="after")
     def _check_stage_graph(self) -> RecipeBase:
         seen: dict[str, StageConfig] = {}
         problems: list[str] = []
         for stage in self.stages:
             if stage.id in seen:
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: TemplateName | PathRef | None) -> TemplateName | PathRef | None:
+        if isinstance(value, TemplateName) and value.name not in BUILTIN_TEMPLATES:
+            raise ValueError(BUILTIN_TEMPLATES.unknown_message(value.name) + "; or give a .jinja file")
+        return value
+
                 problems.append(f"stage id {stage.id!r} is used twice; ids must be unique")
             for loc, reference in stage.references():
                 if isinstance(reference, StageRef):
@@ -133,3 +150,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, *, confine
             ]
             raise MultipleErrors(errors, header=f"{path}: {len(errors)} unsafe path(s) in a bundle's recipe")
     return recipe
+    template_errors = template_problems(recipe, path.resolve().parent)
+    if template_errors:
+        raise MultipleErrors(template_errors, header=f"{path}: chat_template")

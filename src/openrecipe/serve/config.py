@@ -29,6 +29,9 @@ class ServeSettings(StrictModel):
         None, min_length=8, description="Enables /admin (adapters at run time); send it as X-Admin-Key"
     )
     system_prompt: str | None = None
+    chat_template: str | None = Field(
+        None, description="Replaces the model's chat template: a built-in name (chatml, llama3, ...) or a .jinja file"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed to call the API")
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_tokens_cap: int = Field(1024, ge=1, description="Upper bound on max_tokens for any request")

@@ -20,7 +20,11 @@ def build(settings: ServeSettings):
     from openrecipe.serve.engines import ENGINES
 
     factory = ENGINES.get(settings.engine)
-    options = {"model_id": settings.model_name or default_model_id(settings.model)}
+    options: dict = {"model_id": settings.model_name or default_model_id(settings.model)}
+    if settings.chat_template is not None:
+        from openrecipe.models.templates import resolve_chat_template
+
+        options["chat_template"] = resolve_chat_template(settings.chat_template)  # read once, before loading
     if settings.engine == "transformers":
         options.update(
             max_batch_size=settings.max_batch_size,

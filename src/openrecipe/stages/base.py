@@ -27,6 +27,7 @@ from openrecipe.config.references import (
 )
 from openrecipe.errors import OpenRecipeError
 from openrecipe.models.refs import ModelRef, resolve_model_ref
+from openrecipe.models.templates import ChatTemplate
 from openrecipe.provenance.records import RunRecord
 from openrecipe.registry import Registry
 
@@ -74,10 +75,13 @@ class StageContext:
     recipe_name: str = ""
     console: Console = field(default_factory=Console)
     run: RunRecord | None = None  # records of the stages before this one (read-only)
+    chat_template: ChatTemplate | None = None  # the recipe's `chat_template`, read once
 
     def resolve_model(self, reference: ModelSpec) -> ModelRef:
-        """The one place a recipe's model reference becomes a `ModelRef`."""
-        return resolve_model_ref(self.model_location(reference))
+        """The one place a recipe's model reference becomes a `ModelRef`. A model from outside the run gets
+        the recipe's chat template; an earlier stage's model already carries the one it was made with."""
+        resolved = resolve_model_ref(self.model_location(reference))
+        return resolved if isinstance(reference, StageRef) else resolved.with_template(self.chat_template)
 
     def model_location(self, reference: ModelSpec) -> str:
         """`base` → the recipe's base model; `stage:<id>[/<artifact>]` → that artifact's path."""

@@ -107,7 +107,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
         prompts += [i.question for i in identity_eval_items(context.identity) if i.negative_of is None][:4]
     conversations = [build_messages(p, context.system_prompt) for p in prompts]
     reference_path = context.model_location(config.reference)
-    reference = load_model(reference_path, dtype="float32")
+    reference = load_model(context.resolve_model(config.reference), dtype="float32")  # with the recipe's template
     text = context.resolve_path(config.heldout).read_text(encoding="utf-8") if config.heldout else ""
     text_ids = [
         reference.tokenizer(part, add_special_tokens=False)["input_ids"][:256]
@@ -139,7 +139,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     )
     for spec in config.artifacts:
         path = context.model_location(spec.model)
-        loaded = load_model(path, dtype="float32")
+        loaded = load_model(context.resolve_model(spec.model), dtype="float32")
         measured = _measure(loaded, conversations, text_ids, config.max_new_tokens)
         matches = sum(a == b for a, b in zip(measured["replies"], base["replies"], strict=True)) / len(prompts)
         kl_total, nll = 0.0, 0.0

@@ -260,8 +260,9 @@ def build_llama3(folder: Path) -> Path:
     return _save(folder, model, tokenizer)
 
 
-def build_qwen2(folder: Path) -> Path:
-    """Qwen2: byte-level BPE with Qwen2's split rules (single digits), no BOS, the qwen template."""
+def build_qwen2(folder: Path, *, template: str | None = "qwen") -> Path:
+    """Qwen2: byte-level BPE with Qwen2's split rules (single digits), no BOS, the qwen template (None: a base
+    model with the ChatML tokens in its vocabulary but no chat template)."""
     from tokenizers import Regex, pre_tokenizers
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -276,7 +277,8 @@ def build_qwen2(folder: Path) -> Path:
     tokenizer = _bpe_tokenizer(
         pre, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
-    use_chat_template(tokenizer, "qwen", model_name=folder.name)
+    if template is not None:
+        use_chat_template(tokenizer, template, model_name=folder.name)
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(Qwen2Config(**_llama_shape(), **_ids(tokenizer)))
     folder.mkdir(parents=True, exist_ok=True)

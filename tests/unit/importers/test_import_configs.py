@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -166,8 +167,9 @@ def test_llamafactory_lora_sft(tmp_path):
     assert train["schedule"] == {"kind": "cosine", "warmup_ratio": 0.1}
     assert (train["eval_fraction"], train["eval_every_steps"], train["precision"]) == (0.1, 500, "bf16")
     text = out.read_text()
-    for key in ("max_samples", "output_dir", "preprocessing_num_workers", "ddp_timeout", "template"):
+    for key in ("max_samples", "output_dir", "preprocessing_num_workers", "ddp_timeout"):
         assert f"#   {key}:" in text and key in result.output
+    assert recipe["chat_template"] == "llama3" and "#   template" not in text
     assert "#   lora_rank" not in text and "#   learning_rate" not in text
     load_recipe(out)  # valid as written
 
@@ -262,3 +264,18 @@ def test_axolotl_qlora_completion_becomes_cpt(tmp_path):
     assert clean["sources"] == [{"path": "allenai/c4", "name": "c4", "format": "text", "columns": {"text": "text"}}]
     assert cpt["kind"] == "cpt" and cpt["train"]["method"] == "qlora" and cpt["block_size"] == 512
     assert "cosine_with_min_lr is imported as cosine" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "imported_as", "reported"),
+    [("qwen", "qwen", False), ("qwen2", "qwen", False), ("vicuna", None, True), ("default", None, False)],
+)
+def test_llamafactory_template_names_map_to_built_in_templates_or_are_reported(tmp_path, name, imported_as, reported):
+    _llamafactory_data(tmp_path / "data")
+    config = tmp_path / "lora_sft.yaml"
+    config.write_text(LLAMAFACTORY_LORA_SFT.replace("template: llama3", f"template: {name}"))
+    out = tmp_path / "imported.yaml"
+    result = CliRunner().invoke(app, ["import", "llamafactory", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(out.read_text()).get("chat_template") == imported_as
+    assert ("#   template:" in out.read_text()) is reported

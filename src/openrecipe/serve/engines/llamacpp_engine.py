@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.models.templates import ChatTemplate
 from openrecipe.serve.engines.base import (
     ENGINES,
     Delta,
@@ -30,7 +31,14 @@ class LlamaCppEngine:
     unsupported_params = ("logprobs", "top_logprobs")
 
     def __init__(
-        self, model: str, *, model_id: str, context_length: int = 4096, slots: int = 1, **options: Any
+        self,
+        model: str,
+        *,
+        model_id: str,
+        context_length: int = 4096,
+        slots: int = 1,
+        chat_template: ChatTemplate | None = None,
+        **options: Any,
     ) -> None:
         from openrecipe.models.gguf_header import check_gguf
         from openrecipe.models.llamacpp import load_llama_cpp
@@ -43,6 +51,9 @@ class LlamaCppEngine:
             llama_cpp.Llama(model_path=model, n_ctx=context_length, verbose=False) for _ in range(max(1, slots))
         ]
         self.llama = self._contexts[0]  # tokenizing and templates: any context will do
+        self._template = self.llama.metadata.get("tokenizer.chat_template")
+        if chat_template is not None:
+            self._template = self._checked(chat_template, model)
         self.model_id = model_id
         self.context_length = self.llama.n_ctx()
         self.vocab_size = self.llama.n_vocab()
@@ -55,9 +66,24 @@ class LlamaCppEngine:
         for thread in self._threads:
             thread.start()
 
+    def _checked(self, template: ChatTemplate, model: str) -> str:
+        """A template replacing the GGUF's own, refused when its control tokens are not in the vocabulary."""
+        missing = [
+            marker
+            for marker in template.markers
+            if len(self.llama.tokenize(marker.encode(), add_bos=False, special=True)) != 1
+        ]
+        if missing:
+            raise OpenRecipeError(
+                f"the {template.name} chat template needs {', '.join(missing)} as tokens, which {model} does not have",
+                where="--chat-template",
+                fix="use a template whose control tokens the model knows (mistral needs only BOS/EOS)",
+            )
+        return template.source
+
     @property
     def chat_template(self) -> str | None:
-        return self.llama.metadata.get("tokenizer.chat_template")
+        return self._template
 
     def encode_chat(
         self,
@@ -68,9 +94,9 @@ class LlamaCppEngine:
     ) -> list[int]:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        template = self.llama.metadata.get("tokenizer.chat_template")
+        template = self._template
         if not template:
-            raise OpenRecipeError("this GGUF has no chat template")
+            raise OpenRecipeError("this GGUF has no chat template", fix="serve it with --chat-template NAME|FILE")
         compiled = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
 
         def render(items: list[dict[str, Any]]) -> str:

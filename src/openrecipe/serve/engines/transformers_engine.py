@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from openrecipe.models.generation import render_chat
+from openrecipe.models.templates import ChatTemplate
 from openrecipe.serve.engines.adapters import AdapterSet
 from openrecipe.serve.engines.base import (
     ENGINES,
@@ -75,11 +76,17 @@ class TransformersEngine:
         dtype: str = "auto",
         trust_remote_code: bool = False,
         adapters: dict[str, str] | None = None,
+        chat_template: ChatTemplate | None = None,
     ) -> None:
         from openrecipe.models.loading import load_model
 
         self.loaded = load_model(
-            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, merge_adapter=True
+            model,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            merge_adapter=True,
+            chat_template=chat_template,
         )
         self.tokenizer = self.loaded.tokenizer
         self.model_id = model_id

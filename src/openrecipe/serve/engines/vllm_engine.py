@@ -23,6 +23,10 @@ class VllmEngine:
         path = model_source_path(resolve_model_ref(model))
         self.llm = LLM(model=str(path), trust_remote_code=bool(options.get("trust_remote_code")))
         self.tokenizer = self.llm.get_tokenizer()
+        if options.get("chat_template") is not None:
+            from openrecipe.models.templates import use_chat_template
+
+            use_chat_template(self.tokenizer, options["chat_template"], model_name=model)
         self.model_id = model_id
         self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
         self.vocab_size = len(self.tokenizer)
