@@ -57,7 +57,7 @@ stages:
   - id: data
     kind: clean
     sources:
-      - path: ../data/faq.reviewed.csv
+      - path: ../data/faq.csv
   - id: sft
     kind: sft
     data:

@@ -8,13 +8,13 @@ from pydantic import Field, model_validator
 
 from openrecipe.config.references import Loc, Location, parse_location
 from openrecipe.data.clean import CleanConfig
-from openrecipe.data.config import DataSource
+from openrecipe.data.reviewed import CleanSource
 from openrecipe.stages.base import DATA, FILE, StageConfig, StageContext, StageResult, stage_kind
 
 
 class CleanStage(StageConfig):
     kind: Literal["clean"] = "clean"
-    sources: list[DataSource] = Field(min_length=1, description="Files to read (CSV, XLSX, JSONL, JSON, text)")
+    sources: list[CleanSource] = Field(min_length=1, description="Files to read (CSV, XLSX, JSONL, JSON, text)")
     identity_set: bool = Field(False, description="Add the built-in identity set for the recipe's identity")
     clean: CleanConfig = Field(default_factory=CleanConfig)
 
@@ -39,19 +39,25 @@ class CleanStage(StageConfig):
 @stage_kind(CleanStage, "Read, validate and clean data, with a report")
 def run_clean(context: StageContext, config: CleanStage) -> StageResult:
     from openrecipe.data.prepare import prepare_data
+    from openrecipe.data.reviewed import apply_reviews, find_patches
 
     sources = [
         source.model_copy(update={"path": str(context.resolve_location(reference))})
         for source, (_, reference) in zip(config.sources, config.extra_references(), strict=True)
     ]
-    summary = prepare_data(
-        sources,
-        context.stage_dir,
-        clean=config.clean,
-        identity=context.identity,
-        include_identity_set=config.identity_set,
-        base_dir=context.recipe_dir,
-    )
+    # Hand edits from the workbench (`<file>.review.json`): the stage reads reviewed copies instead.
+    patches = find_patches(config.sources, sources, context.resolve_location)
+    reviews = apply_reviews(sources, patches, config.clean, context.stage_dir / "reviewed")
+    with reviews.original_names():
+        summary = prepare_data(
+            reviews.sources,
+            context.stage_dir,
+            clean=reviews.clean,
+            identity=context.identity,
+            include_identity_set=config.identity_set,
+            base_dir=context.recipe_dir,
+        )
+    reviews.note_in_report(context.stage_dir)
     clean = summary["clean"]
     for label, row in summary["sources"].items():
         context.console.print(
@@ -65,6 +71,7 @@ def run_clean(context: StageContext, config: CleanStage) -> StageResult:
             "rows_out": clean["rows_out"],
             "removed": clean["removed"],
             "modified": clean["modified"],
+            **({"review": reviews.to_json()} if reviews.applied else {}),
         },
         artifacts={
             "data": str(context.stage_dir / "data.jsonl"),

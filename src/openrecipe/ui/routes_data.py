@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from openrecipe.data.review import PATCH_SUFFIX
 from openrecipe.errors import OpenRecipeError
 from openrecipe.ui.app import is_loopback_client, public_message
-from openrecipe.ui.review import PATCH_SUFFIX, write_reviewed
 from openrecipe.ui.table import SUPPORTED, DataTable
 
 router = APIRouter()
@@ -27,7 +27,10 @@ def data_files(request: Request) -> list[str]:
     names = sorted(
         p.name
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in SUPPORTED and not p.name.startswith(".") and ".reviewed." not in p.name
+        if p.is_file()
+        and p.suffix.lower() in SUPPORTED
+        and not p.name.startswith(".")
+        and not p.name.endswith(PATCH_SUFFIX)
     )
     return names + sorted(_opened(request))
 
@@ -145,7 +148,6 @@ async def edit(request: Request):
             problems = table.edit(int(body["row"]), {str(k): str(v) for k, v in body["values"].items()})
         except ValueError as error:
             raise OpenRecipeError(str(error)) from None
-        _refresh_reviewed(table)
         return problems
 
     problems = await asyncio.to_thread(work)
@@ -159,18 +161,9 @@ async def flag(request: Request):
     def work():
         table = get_table(request, body["file"])
         table.flag(int(body["row"]), bool(body["flagged"]))
-        _refresh_reviewed(table)
 
     await asyncio.to_thread(work)
     return {"ok": True}
-
-
-def _refresh_reviewed(table: DataTable) -> None:
-    """Keep `<name>.reviewed.<ext>` (the file with the patch applied) next to the original and its patch."""
-    suffix = ".csv" if table.path.suffix.lower() == ".csv" else ".jsonl"
-    out = write_reviewed(table.path, table.path.with_name(f"{table.path.stem}.reviewed{suffix}"))
-    assert table.review is not None
-    table.review.record_output(out)
 
 
 @router.post("/api/data/proposals")
@@ -199,8 +192,7 @@ async def decide(request: Request):
         for k in ("kind", "row", "line", "field", "old", "new", "detail")
         if k in body["proposal"]
     }
-    table.review.decide(body["proposal"]["key"], proposal, body["decision"])
-    await asyncio.to_thread(_refresh_reviewed, table)
+    await asyncio.to_thread(table.review.decide, body["proposal"]["key"], proposal, body["decision"])
     return JSONResponse({"ok": True})
 
 

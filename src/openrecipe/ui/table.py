@@ -20,11 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from openrecipe.data.review import REVIEWABLE, TABLE_SUFFIXES, Review, json_values, read_rows
 from openrecipe.data.validation import DataError, Rejections
-from openrecipe.ui.review import Review
 
-TABLE_SUFFIXES = (".csv", ".xlsx", ".xlsm")
-SUPPORTED = (".csv", ".xlsx", ".xlsm", ".jsonl", ".json", ".parquet")
+SUPPORTED = REVIEWABLE
 _LINE = re.compile(r":(\d+)$")
 
 
@@ -49,72 +48,6 @@ class CollectingRejections(Rejections):
     def reject(self, error: DataError) -> None:
         self.errors.append(error)
         super().reject(error)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
-    """(columns, rows as strings, the line or sheet row each came from) — numbered as the readers number them."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        from openrecipe.data.jsonio import read_text_strict
-
-        reader = csv.reader(io.StringIO(read_text_strict(path)))
-        header = [column.strip() for column in next(reader, [])]
-        rows, lines = [], []
-        for row in reader:
-            if all(not cell.strip() for cell in row):
-                continue
-            rows.append({name: row[i] if i < len(row) else "" for i, name in enumerate(header)})
-            lines.append(reader.line_num)
-        return header, rows, lines
-    if suffix in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
-        sheet = load_workbook(path, read_only=True, data_only=True).worksheets[0]
-        values = sheet.iter_rows(values_only=True)
-        header = ["" if cell is None else str(cell).strip() for cell in next(values, ())]
-        rows, lines = [], []
-        for number, row in enumerate(values, start=2):
-            if all(cell is None or str(cell).strip() == "" for cell in row):
-                continue
-            rows.append({name: _cell(row[i]) if i < len(row) else "" for i, name in enumerate(header)})
-            lines.append(number)
-        return header, rows, lines
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        records = pq.read_table(path).to_pylist()
-        return _json_rows([(number, row) for number, row in enumerate(records, start=1)])
-    if suffix == ".json" and path.read_bytes().lstrip().startswith(b"["):
-        parsed = json.loads(path.read_text(encoding="utf-8-sig"))
-        return _json_rows(list(enumerate(parsed, start=1)))
-    numbered = []
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((number, json.loads(line)))
-            except json.JSONDecodeError:
-                numbered.append((number, {"_raw": line.rstrip("\n")}))
-    return _json_rows(numbered)
-
-
-def _json_rows(numbered: list[tuple[int, Any]]) -> tuple[list[str], list[dict[str, str]], list[int]]:
-    columns: dict[str, None] = {}
-    rows, lines = [], []
-    for number, value in numbered:
-        row = value if isinstance(value, dict) else {"_raw": value}
-        for key in row:
-            columns.setdefault(key, None)
-        rows.append({key: _cell(cell) for key, cell in row.items()})
-        lines.append(number)
-    return list(columns), rows, lines
 
 
 def validate_file(path: Path, *, shown_as: str | None = None) -> tuple[list[DataError], str | None, str | None]:
@@ -230,7 +163,7 @@ class DataTable:
             scratch.write_text(buffer.getvalue(), encoding="utf-8")
             scratch_line = 2
         else:
-            scratch.write_text(json.dumps(_json_values(values), ensure_ascii=False) + "\n", encoding="utf-8")
+            scratch.write_text(json.dumps(json_values(values), ensure_ascii=False) + "\n", encoding="utf-8")
             scratch_line = 1
         try:
             errors, file_problem, _ = validate_file(scratch)
@@ -328,18 +261,3 @@ class DataTable:
 
 def _and(mask, other):
     return other if mask is None else pc.and_(mask, other)
-
-
-def _json_values(values: dict[str, str]) -> dict[str, Any]:
-    """Cells of a JSON row back to JSON values (lists and objects were shown as JSON text)."""
-    out: dict[str, Any] = {}
-    for key, text in values.items():
-        stripped = text.strip()
-        if stripped.startswith(("[", "{")):
-            try:
-                out[key] = json.loads(stripped)
-                continue
-            except json.JSONDecodeError:
-                pass
-        out[key] = text
-    return out
