@@ -88,7 +88,6 @@ class PathRef:
         return self.path
 
 
-Location = PathRef | HubRef
 @dataclass(frozen=True)
 class TemplateName:
     """A built-in chat template, by name (`chatml`, `llama3`, ...); a Jinja file is a `PathRef`."""
@@ -100,6 +99,7 @@ class TemplateName:
 
 
 JINJA_SUFFIXES = (".jinja", ".jinja2", ".j2")
+Location = PathRef | HubRef
 ModelSpec = BaseRef | DefaultRef | StageRef | HubRef | PathRef
 DataSpec = StageRef | PathRef
 Reference = ModelSpec
@@ -155,7 +155,6 @@ def parse_input_path(text: str) -> PathRef:
     return PathRef(text)
 
 
-def _typed(spec: Any, parse, description: str, kinds: tuple[type, ...]) -> Any:
 def parse_template_reference(text: str) -> TemplateName | PathRef:
     """A `.jinja` file (or anything with a folder in it) is a path relative to the recipe; else a name."""
     text = text.strip()
@@ -166,6 +165,7 @@ def parse_template_reference(text: str) -> TemplateName | PathRef:
     return TemplateName(text)
 
 
+def _typed(spec: Any, parse, description: str, kinds: tuple[type, ...]) -> Any:
     """`spec` parsed from a string by `parse`, dumped back to that string, a plain string in the schema."""
 
     def validate(value: Any) -> Any:
@@ -213,6 +213,12 @@ DataReference = _typed(
     (StageRef, PathRef),
 )
 InputPath = _typed(PathRef, parse_input_path, "a file or folder, relative to the recipe", (PathRef,))
+ChatTemplateReference = _typed(
+    TemplateName | PathRef,
+    parse_template_reference,
+    "a built-in chat template name or a .jinja file (relative to the recipe)",
+    (TemplateName, PathRef),
+)
 
 Loc = tuple[str | int, ...]
 
@@ -222,12 +228,6 @@ def iter_references(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, Reference]
     if isinstance(value, BaseRef | DefaultRef | StageRef | HubRef | PathRef):
         yield loc, value
     elif isinstance(value, BaseModel):
-ChatTemplateReference = _typed(
-    TemplateName | PathRef,
-    parse_template_reference,
-    "a built-in chat template name or a .jinja file (relative to the recipe)",
-    (TemplateName, PathRef),
-)
         extra = getattr(value, "extra_references", None)
         for name in type(value).model_fields:
             yield from iter_references(getattr(value, name), (*loc, name))

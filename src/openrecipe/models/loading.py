@@ -115,14 +115,14 @@ def load_model(
     """Load any model reference for inference (eval mode); `chat_template` (a built-in name or a Jinja
     file) replaces the model's own template."""
     ref = name if isinstance(name, ModelRef) else resolve_model_ref(name)
-    torch_device = pick_device(device)
-    torch_dtype = pick_dtype(dtype, torch_device)
-    tokenizer = load_tokenizer(ref, trust_remote_code=trust_remote_code)
     if chat_template is not None:
         from openrecipe.models.templates import resolve_chat_template
 
         template = chat_template if isinstance(chat_template, ChatTemplate) else resolve_chat_template(chat_template)
         ref = ref.with_template(template)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
+    tokenizer = load_tokenizer(ref, trust_remote_code=trust_remote_code)
     model = _load_weights(ref, torch_dtype, trust_remote_code)
     if merge_adapter and ref.kind == "adapter":
         model = model.merge_and_unload()

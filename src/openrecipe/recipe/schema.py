@@ -39,24 +39,18 @@ class RecipeBase(StrictModel):
         validate_default=True,
         description="'default', a local folder or .gguf file (relative to the recipe) or a hub id",
     )
-    system_prompt: str | None = Field(None, description="Used consistently for training, eval and serving")
-    identity: Identity | None = None
-    sweep: SweepSettings | None = Field(None, description="Defaults for `openrecipe sweep` (ignored by `run`)")
-    ladder: LadderSettings | None = Field(None, description="Rungs for `openrecipe ladder` (ignored by `run`)")
-    stages: list[StageConfig] = Field(default_factory=list)
-
     chat_template: ChatTemplateReference | None = Field(
         None,
         description="How chats are rendered for training, eval, serving and export: a built-in name "
         f"({', '.join(BUILTIN_TEMPLATES.names())}) or a .jinja file relative to the recipe; needed for a "
         "base model without its own template, and replaces the model's own when given",
     )
-    @model_validator(mode="after")
-    def _check_stage_graph(self) -> RecipeBase:
-        seen: dict[str, StageConfig] = {}
-        problems: list[str] = []
-        for stage in self.stages:
-            if stage.id in seen:
+    system_prompt: str | None = Field(None, description="Used consistently for training, eval and serving")
+    identity: Identity | None = None
+    sweep: SweepSettings | None = Field(None, description="Defaults for `openrecipe sweep` (ignored by `run`)")
+    ladder: LadderSettings | None = Field(None, description="Rungs for `openrecipe ladder` (ignored by `run`)")
+    stages: list[StageConfig] = Field(default_factory=list)
+
     @field_validator("chat_template")
     @classmethod
     def _known_template(cls, value: TemplateName | PathRef | None) -> TemplateName | PathRef | None:
@@ -64,6 +58,12 @@ class RecipeBase(StrictModel):
             raise ValueError(BUILTIN_TEMPLATES.unknown_message(value.name) + "; or give a .jinja file")
         return value
 
+    @model_validator(mode="after")
+    def _check_stage_graph(self) -> RecipeBase:
+        seen: dict[str, StageConfig] = {}
+        problems: list[str] = []
+        for stage in self.stages:
+            if stage.id in seen:
                 problems.append(f"stage id {stage.id!r} is used twice; ids must be unique")
             for loc, reference in stage.references():
                 if isinstance(reference, StageRef):
@@ -149,7 +149,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, *, confine
                 for text in problems
             ]
             raise MultipleErrors(errors, header=f"{path}: {len(errors)} unsafe path(s) in a bundle's recipe")
-    return recipe
     template_errors = template_problems(recipe, path.resolve().parent)
     if template_errors:
         raise MultipleErrors(template_errors, header=f"{path}: chat_template")
+    return recipe

@@ -46,18 +46,18 @@ def split_eval(examples: list, fraction: float, seed: int, salt: int) -> tuple[l
     cut = max(1, round(fraction * len(examples)))
     held = set(order[:cut].tolist())
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
-    from openrecipe.models.templates import use_chat_template
 
 
 @stage_kind(SftStage, "Supervised fine-tuning (LoRA or full)", resumable=True)
 def run_sft(context: StageContext, config: SftStage) -> StageResult:
     from openrecipe.models.loading import load_tokenizer
-    use_chat_template(tokenizer, None, model_name=reference.name)  # a base model and no setting: stop now
+    from openrecipe.models.templates import use_chat_template
 
     labels_unique(config.data)
     system = config.system_prompt if config.system_prompt is not None else context.system_prompt
     reference = context.resolve_model(config.model)  # with the recipe's chat_template, if it names one
     tokenizer = load_tokenizer(reference)
+    use_chat_template(tokenizer, None, model_name=reference.name)  # a base model and no setting: stop now
     sources, weights, evals, stats = {}, {}, [], {}
     for salt, ref in enumerate(config.data):
         records = read_ref(context, ref)
