@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -166,5 +167,38 @@ def test_serving_the_gguf_with_llama_cpp_renders_with_the_template(trained):
     try:
         assert engine.chat_template == CHATML
         assert engine.encode_chat(MESSAGES) == expected["input_ids"]
+    finally:
+        engine.close()
+
+
+@needs_llama_cpp
+def test_a_gguf_without_a_template_is_served_with_the_one_named(project, tmp_path):
+    """`serve base.gguf --engine llamacpp --chat-template chatml`: the GGUF of a base model has no template."""
+    from transformers import AutoTokenizer
+
+    from openrecipe.errors import OpenRecipeError
+    from openrecipe.export.gguf_export import export_gguf
+    from openrecipe.models.templates import use_chat_template
+    from openrecipe.serve.engines.llamacpp_engine import LlamaCppEngine
+
+    gguf = Path(export_gguf(project / "base", tmp_path, ["f16"], name="base")["f16"]["path"])
+    plain = LlamaCppEngine(str(gguf), model_id="base", context_length=128)
+    try:
+        assert plain.chat_template is None
+        with pytest.raises(OpenRecipeError, match="--chat-template"):
+            plain.encode_chat(MESSAGES)
+    finally:
+        plain.close()
+    tokenizer = use_chat_template(AutoTokenizer.from_pretrained(str(project / "base")), "chatml", model_name="base")
+    expected = tokenizer(tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True))
+    engine = LlamaCppEngine(
+        str(gguf), model_id="base", context_length=128, chat_template=BUILTIN_TEMPLATES.get("chatml")
+    )
+    try:
+        assert engine.encode_chat(MESSAGES) == expected["input_ids"]
+        with pytest.raises(OpenRecipeError, match=re.escape("needs <|start_header_id|>")):
+            LlamaCppEngine(
+                str(gguf), model_id="base", context_length=128, chat_template=BUILTIN_TEMPLATES.get("llama3")
+            )
     finally:
         engine.close()
