@@ -322,6 +322,14 @@ def test_a_file_opened_in_place_keeps_its_patch_beside_it_and_stays_listed(works
     assert (outside.parent / "faq.csv.review.json").is_file()
     with client_for(workspace) as client:  # a restarted ui still lists it
         assert str(outside) in client.get("/data").text
+    # The file changes under its patch: opening it sets the patch aside (the clean stage would refuse it).
+    outside.write_text(BAD_CSV + "Refunds?,Within 30 days\n")
+    with client_for(workspace) as client:
+        page = client.get("/api/data/page", params={"file": opened["file"]}).json()
+        assert page["patch"] is None and page["patch_set_aside"].startswith("faq.csv.")
+        assert (outside.parent / page["patch_set_aside"]).is_file()
+        assert not (outside.parent / "faq.csv.review.json").exists()
+        assert [row["line"] for row in page["rows"] if row["problems"]] == [3]  # the old edit no longer applies
 
 
 def test_language_switch_returns_only_to_pages_of_this_site(workspace):

@@ -202,6 +202,7 @@ class Review:
     data_file: Path
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    set_aside: str | None = None  # a patch for an earlier version of the file, renamed when this one was opened
     _source_digest: tuple[int, str] | None = None
 
     @classmethod
@@ -214,8 +215,9 @@ class Review:
         patch = read_patch(path)
         digest = (data_file.stat().st_mtime_ns, sha256_file(data_file))
         if patch.sha256 != digest[1]:
-            path.replace(stale_patch_path(data_file, patch.sha256))
-            return cls(data_file, _source_digest=digest)
+            aside = stale_patch_path(data_file, patch.sha256)
+            path.replace(aside)
+            return cls(data_file, set_aside=aside.name, _source_digest=digest)
         return cls(
             data_file,
             rows={

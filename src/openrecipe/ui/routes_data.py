@@ -135,6 +135,7 @@ async def page(
         "num_problem_rows": len([r for r in table.problems if r >= 0]),
         "file_problems": file_problems,
         "patch": Path(file).name + PATCH_SUFFIX if table.review.rows or table.review.proposals else None,
+        "patch_set_aside": table.review.set_aside,
     }
 
 

@@ -26,7 +26,8 @@ async function loadPage() {
   document.getElementById('page-label').textContent = `${t('data.page')} ${data.page} / ${data.pages}`;
   document.getElementById('table-status').textContent =
     `${data.total} / ${data.num_rows} ${t('data.rows')} · ${data.num_problem_rows} ${t('data.problems')}`;
-  document.getElementById('patch-note').textContent = data.patch ? `${t('data.patch')} ${data.patch}` : '';
+  const notes = [data.patch ? `${t('data.patch')} ${data.patch}` : '', data.patch_set_aside ? `${t('data.patch_set_aside')} ${data.patch_set_aside}` : ''];
+  document.getElementById('patch-note').textContent = notes.filter(Boolean).join(' · ');
   card.dataset.pages = data.pages;
 }
 
