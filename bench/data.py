@@ -134,21 +134,31 @@ TEXT_WORDS = 20000
 
 def make_text_corpus(path: Path, gigabytes: float, seed: int = 0) -> int:
     """Web-like documents from a large synthetic vocabulary; every 50th is an edited copy of an earlier one
-    and every 97th an exact copy, so both kinds of dedup have work to do."""
+    and every 97th an exact copy, so both kinds of dedup have work to do. Words are drawn a million at a time
+    (numpy) and documents cut from them, so writing gigabytes takes minutes, not the benchmark's time."""
+    import numpy as np
+
     rng = random.Random(seed)
-    vocabulary = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 10))) for _ in range(TEXT_WORDS)]
+    draw = np.random.default_rng(seed)
+    vocabulary = np.array(
+        ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 10))) for _ in range(TEXT_WORDS)]
+    )
     recent: list[str] = []
-    rows, size = 0, 0
+    rows, size, words, cursor = 0, 0, [], 0
     with open(path, "w", encoding="utf-8") as handle:
         while size < gigabytes * 1e9:
             if rows % 97 == 96 and recent:
                 text = rng.choice(recent)
             elif rows % 50 == 49 and recent:
-                words = rng.choice(recent).split(" ")
-                words[rng.randrange(len(words))] = rng.choice(vocabulary)
-                text = " ".join(words)
+                edited = rng.choice(recent).split(" ")
+                edited[rng.randrange(len(edited))] = str(vocabulary[rng.randrange(TEXT_WORDS)])
+                text = " ".join(edited)
             else:
-                text = " ".join(rng.choices(vocabulary, k=rng.randint(150, 600))) + "."
+                length = rng.randint(150, 600)
+                if cursor + length > len(words):
+                    words, cursor = vocabulary[draw.integers(0, TEXT_WORDS, 1_000_000)].tolist(), 0
+                text = " ".join(words[cursor : cursor + length]) + "."
+                cursor += length
                 recent = [*recent[-99:], text]
             line = json.dumps({"text": text, "url": f"https://example.com/{rows}"}) + "\n"
             handle.write(line)

@@ -18,6 +18,7 @@ import numpy as np
 import xxhash
 
 from openrecipe.data.tokenize import TokenizeStats
+from openrecipe.utils.fs import atomic_write_json
 
 IDS_FILE, POSITIONS_FILE, META_FILE = "input_ids.bin", "position_ids.bin", "blocks.json"
 
@@ -52,6 +53,42 @@ class PackedBlocks(Sequence[dict[str, list[int]]]):
         positions = self._positions[start : start + self.block_size].tolist()
         return {"input_ids": ids, "labels": list(ids), "position_ids": positions}
 
+    def token_counts(self) -> tuple[int, int]:
+        """(tokens, trainable tokens) without reading a block: every token of a text block carries loss."""
+        tokens = self._count * self.block_size
+        return tokens, tokens
+
+    def content_key(self) -> str:
+        return self.fingerprint
+
+    def take(self, indices: np.ndarray) -> BlockSubset:
+        return BlockSubset(self, indices)
+
+
+class BlockSubset(Sequence[dict[str, list[int]]]):
+    """Some blocks of a `PackedBlocks`, by index (a train or held-out split), read only when asked for."""
+
+    def __init__(self, blocks: PackedBlocks, indices: np.ndarray) -> None:
+        self.blocks = blocks
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self.blocks[int(i)] for i in self.indices[index]]
+        return self.blocks[int(self.indices[index])]
+
+    def token_counts(self) -> tuple[int, int]:
+        tokens = len(self.indices) * self.blocks.block_size
+        return tokens, tokens
+
+    def content_key(self) -> str:
+        digest = xxhash.xxh3_128(self.blocks.fingerprint.encode())
+        digest.update(self.indices.tobytes())
+        return digest.hexdigest()
+
 
 def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
     iterator = iter(texts)
@@ -64,6 +101,7 @@ def pack_texts_to_disk(
 ) -> tuple[PackedBlocks, TokenizeStats]:
     """Tokenize a stream of documents in batches and append complete blocks to `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / META_FILE).unlink(missing_ok=True)  # written last: a folder without it is incomplete
     position_type = np.uint16 if block_size <= np.iinfo(np.uint16).max else np.uint32
     eos = tokenizer.eos_token_id
     stats = TokenizeStats()
@@ -92,12 +130,14 @@ def pack_texts_to_disk(
                 ids_file.write(chunk_ids.tobytes())
                 positions_file.write(fixed.tobytes())
                 digest.update(chunk_ids.tobytes())
+                digest.update(fixed.tobytes())
                 written += complete
                 pending_ids, pending_positions = pending_ids[complete:], pending_positions[complete:]
     if len(pending_ids):
         stats.dropped["tail_tokens"] = len(pending_ids)
     stats.examples_out = written // block_size
     stats.tokens = stats.trainable_tokens = written
+    digest.update(str(block_size).encode())
     meta: dict[str, Any] = {
         "block_size": block_size,
         "blocks": written // block_size,
@@ -105,5 +145,5 @@ def pack_texts_to_disk(
         "fingerprint": digest.hexdigest(),
         "stats": stats.to_json(),
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    atomic_write_json(folder / META_FILE, meta)
     return PackedBlocks(folder), stats

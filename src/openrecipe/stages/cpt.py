@@ -3,18 +3,20 @@ reporting domain perplexity gain next to general perplexity change (forgetting).
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import Field
 
 from openrecipe.config.references import TrainableModelReference
-from openrecipe.data.tokenize import pack_texts
+from openrecipe.data.blocks import pack_texts_to_disk
 from openrecipe.errors import OpenRecipeError
 from openrecipe.models.refs import ModelRef
 from openrecipe.stages.base import StageConfig, StageContext, StageResult, stage_kind
-from openrecipe.stages.sft import split_eval, training_artifacts
-from openrecipe.stages.training_common import DataRef, labels_unique, read_ref, run_training
-from openrecipe.train.batching import TrainData
+from openrecipe.stages.sft import training_artifacts
+from openrecipe.stages.training_common import DataRef, labels_unique, run_training, stream_ref
+from openrecipe.train.batching import TrainData, held_out
 from openrecipe.train.config import TrainSettings
 
 
@@ -26,18 +28,19 @@ class CptStage(StageConfig):
     replay_ratio: float = Field(0.3, ge=0.0, lt=1.0, description="Share of training tokens drawn from replay")
     general_eval: list[DataRef] = Field(default_factory=list, description="Held-out general text for forgetting")
     block_size: int = Field(256, ge=16)
+    eval_max_blocks: int = Field(
+        512, ge=1, description="At most this many domain blocks are held out (train.eval_fraction of them otherwise)"
+    )
     train: TrainSettings = Field(default_factory=lambda: TrainSettings(learning_rate=1e-4, eval_fraction=0.1))
 
     def artifact_kinds(self) -> dict[str, str]:
         return training_artifacts(self.train.method)
 
 
-def _texts(context: StageContext, refs: list[DataRef]) -> list[str]:
-    texts = []
+def _texts(context: StageContext, refs: list[DataRef]) -> Iterator[str]:
     for ref in refs:
-        for record in read_ref(context, ref):
-            texts.append(record.text if record.text is not None else record.content_text())
-    return texts
+        for record in stream_ref(context, ref):
+            yield record.text if record.text is not None else record.content_text()
 
 
 @stage_kind(CptStage, "Continued pretraining with replay, measuring forgetting", resumable=True)
@@ -54,23 +57,32 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
         )
     reference = context.resolve_model(config.model)
     tokenizer = load_tokenizer(reference)
-    domain_blocks, _ = pack_texts(tokenizer, _texts(context, config.domain), config.block_size)
-    domain_train, domain_eval = split_eval(domain_blocks, config.train.eval_fraction, context.seed, 0)
-    if not domain_train:
+    # Token ids go to disk as they are made and training reads blocks by index: memory stays bounded.
+    tokens_dir = context.stage_dir / "tokens"
+    domain_blocks, _ = pack_texts_to_disk(
+        tokenizer, _texts(context, config.domain), config.block_size, tokens_dir / "domain"
+    )
+    train_indices, eval_indices = held_out(
+        len(domain_blocks), config.train.eval_fraction, context.seed, 0, limit=config.eval_max_blocks
+    )
+    domain_train, domain_eval = domain_blocks.take(train_indices), domain_blocks.take(eval_indices)[:]
+    if not len(domain_train):
         raise OpenRecipeError(
             f"the domain corpus is shorter than one block ({config.block_size} tokens)",
             fix="add text or lower block_size",
         )
     sources, weights = {"domain": domain_train}, {"domain": 1.0 - config.replay_ratio}
     if config.replay and config.replay_ratio > 0:
-        replay_blocks, _ = pack_texts(tokenizer, _texts(context, config.replay), config.block_size)
-        if not replay_blocks:
+        replay_blocks, _ = pack_texts_to_disk(
+            tokenizer, _texts(context, config.replay), config.block_size, tokens_dir / "replay"
+        )
+        if not len(replay_blocks):
             raise OpenRecipeError("the replay corpus is shorter than one block")
         sources["replay"], weights["replay"] = replay_blocks, config.replay_ratio
     # Weights are shares of blocks, and every block has block_size tokens: so they are shares of tokens.
     data = TrainData(sources, weights, domain_eval, max_upsample=8.0)
     domain_eval_texts = [tokenizer.decode(block["input_ids"]) for block in domain_eval]
-    general_texts = _texts(context, config.general_eval)
+    general_texts = list(_texts(context, config.general_eval))
 
     def measure(model_reference: ModelRef) -> dict:
         loaded = load_model(model_reference, dtype="float32")
@@ -81,11 +93,14 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
             out["general_perplexity"] = perplexity(loaded, general_texts, block_size=config.block_size)["perplexity"]
         return out
 
-    before = measure(reference)
-    result = run_training(
-        context, reference, data, config.train, f"{context.stage_dir.name}: CPT (replay {config.replay_ratio:.0%})"
-    )
-    after = measure(resolve_model_ref(result.artifacts["model"]))
+    try:
+        before = measure(reference)
+        result = run_training(
+            context, reference, data, config.train, f"{context.stage_dir.name}: CPT (replay {config.replay_ratio:.0%})"
+        )
+        after = measure(resolve_model_ref(result.artifacts["model"]))
+    finally:
+        shutil.rmtree(tokens_dir, ignore_errors=True)  # a re-run tokenizes again (the same blocks)
     forgetting = {}
     for key in before:
         forgetting[key] = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from openrecipe.config.references import TrainableModelReference
@@ -13,7 +12,7 @@ from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
 from openrecipe.errors import OpenRecipeError
 from openrecipe.stages.base import FILE, MODEL, StageConfig, StageContext, StageResult, stage_kind
 from openrecipe.stages.training_common import DataRef, labels_unique, read_ref, run_training
-from openrecipe.train.batching import TrainData
+from openrecipe.train.batching import TrainData, held_out
 from openrecipe.train.config import ProbeSettings, TrainSettings
 
 
@@ -40,12 +39,8 @@ def training_artifacts(method: str) -> dict[str, str]:
 
 
 def split_eval(examples: list, fraction: float, seed: int, salt: int) -> tuple[list, list]:
-    if fraction <= 0 or len(examples) < 10:
-        return examples, []
-    order = np.random.default_rng([seed, 7919, salt]).permutation(len(examples))
-    cut = max(1, round(fraction * len(examples)))
-    held = set(order[:cut].tolist())
-    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
+    train, held = held_out(len(examples), fraction, seed, salt)
+    return [examples[i] for i in train.tolist()], [examples[i] for i in held.tolist()]
 
 
 @stage_kind(SftStage, "Supervised fine-tuning (LoRA or full)", resumable=True)

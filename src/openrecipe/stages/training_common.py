@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import Field
@@ -10,7 +11,7 @@ from openrecipe.config.base import StrictModel
 from openrecipe.config.common import Identity
 from openrecipe.config.references import DataReference, StageRef
 from openrecipe.data.config import DataSource, FormatName
-from openrecipe.data.load import load_source
+from openrecipe.data.load import open_source
 from openrecipe.data.records import Record
 from openrecipe.errors import OpenRecipeError
 from openrecipe.models.refs import ModelRef
@@ -19,7 +20,6 @@ from openrecipe.train.batching import TrainData
 from openrecipe.train.config import ProbeSettings, TrainSettings
 from openrecipe.train.loop import TrainJob, train
 from openrecipe.train.outputs import plot_loss, save_outputs
-from openrecipe.utils.hashing import sha256_json
 
 
 class DataRef(StrictModel):
@@ -43,20 +43,32 @@ class DataRef(StrictModel):
 
 
 def read_ref(context: StageContext, ref: DataRef) -> list[Record]:
+    return list(stream_ref(context, ref))
+
+
+def stream_ref(context: StageContext, ref: DataRef) -> Iterator[Record]:
+    """The source's records one at a time (a corpus larger than memory is never a list)."""
     path = context.resolve_data(ref.path)
     source = DataSource(path=str(path), format=ref.format, text_field=ref.text_field)
-    records = load_source(source, identity=context.identity, base_dir=context.recipe_dir).records
+    records = open_source(source, identity=context.identity, base_dir=context.recipe_dir).records
     if ref.source is None:
-        return records
-    chosen = [record for record in records if record.extra.get("source") == ref.source]
+        yield from records
+        return
+    chosen, found = 0, set()
+    for record in records:
+        label = record.extra.get("source")
+        if label == ref.source:
+            chosen += 1
+            yield record
+        elif label is not None:
+            found.add(str(label))
     if not chosen:
-        found = sorted({str(record.extra["source"]) for record in records if "source" in record.extra})
+        fix = "point `path:` at a clean stage's output (stage:<id>)"
         raise OpenRecipeError(
             f"no rows of {ref.path} come from source {ref.source!r}",
             where=str(ref.path),
-            fix=f"use one of: {', '.join(found)}" if found else "point `path:` at a clean stage's output (stage:<id>)",
+            fix=f"use one of: {', '.join(sorted(found))}" if found else fix,
         )
-    return chosen
 
 
 def labels_unique(refs: list[DataRef]) -> None:
@@ -88,7 +100,7 @@ def run_training(
         identity=identity,
         probes=probes,
         # The data fingerprint is part of the trajectory: a checkpoint made on other data is not resumed.
-        data_fingerprint=sha256_json({"sources": data.sources, "weights": data.weights, "eval": data.eval}),
+        data_fingerprint=data.fingerprint(),
         force=context.options.get("force", False),
         extend=context.options.get("extend", False),
         console=context.console,

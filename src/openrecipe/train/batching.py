@@ -12,18 +12,29 @@ import torch
 
 from openrecipe.data.mixing import mixture_counts
 from openrecipe.data.tokenize import IGNORE_INDEX
+from openrecipe.utils.hashing import sha256_json
 
 Example = dict[str, list[int]]
 
 
 @dataclass
 class TrainData:
-    """Tokenized examples per source, their mixing weights, and a held-out eval split."""
+    """Tokenized examples per source, their mixing weights, and a held-out eval split. A source is a list,
+    or a disk-backed sequence (`data.blocks`) read by index, so a corpus larger than memory trains too."""
 
-    sources: dict[str, list[Example]]
+    sources: dict[str, Sequence[Example]]
     weights: dict[str, float]
-    eval: list[Example] = field(default_factory=list)
+    eval: Sequence[Example] = field(default_factory=list)
     max_upsample: float = 4.0
+
+    def fingerprint(self) -> str:
+        """Content hash of the examples, weights and eval split (disk-backed sequences by their own key)."""
+
+        def content(items: Sequence[Example]) -> Any:
+            return items if isinstance(items, list) else {"content_key": items.content_key()}  # type: ignore[attr-defined]
+
+        sources = {name: content(items) for name, items in self.sources.items()}
+        return sha256_json({"sources": sources, "weights": self.weights, "eval": content(self.eval)})
 
     def counts(self) -> dict[str, int]:
         sizes = {name: len(items) for name, items in self.sources.items()}
@@ -36,8 +47,7 @@ class TrainData:
         counts = self.counts()
         out = {}
         for name, items in self.sources.items():
-            tokens = sum(len(example["input_ids"]) for example in items)
-            trainable = sum(sum(1 for label in example["labels"] if label != IGNORE_INDEX) for example in items)
+            tokens, trainable = _token_counts(items)
             factor = counts[name] / len(items)
             out[name] = {
                 "examples": len(items),
@@ -50,18 +60,60 @@ class TrainData:
         return out
 
 
-def epoch_order(data: TrainData, epoch: int, seed: int) -> list[Example]:
+def _token_counts(items: Sequence[Example]) -> tuple[int, int]:
+    """(tokens, trainable tokens); disk-backed sequences know theirs without reading every example."""
+    counts = getattr(items, "token_counts", None)
+    if counts is not None:
+        return counts()
+    tokens = sum(len(example["input_ids"]) for example in items)
+    trainable = sum(sum(1 for label in example["labels"] if label != IGNORE_INDEX) for example in items)
+    return tokens, trainable
+
+
+class EpochOrder(Sequence[Example]):
+    """One epoch's examples in order, held as (source, index) pairs: an example is read when its batch is."""
+
+    def __init__(self, sources: list[Sequence[Example]], source_of: np.ndarray, index_of: np.ndarray) -> None:
+        self.sources, self.source_of, self.index_of = sources, source_of, index_of
+
+    def __len__(self) -> int:
+        return len(self.index_of)
+
+    def __getitem__(self, position):  # type: ignore[override]
+        if isinstance(position, slice):
+            pairs = zip(self.source_of[position].tolist(), self.index_of[position].tolist(), strict=True)
+            return [self.sources[source][index] for source, index in pairs]
+        return self.sources[int(self.source_of[position])][int(self.index_of[position])]
+
+
+def epoch_order(data: TrainData, epoch: int, seed: int) -> EpochOrder:
     """The examples of one epoch, in order: a pure function of (data, epoch, seed)."""
-    order: list[Example] = []
+    sources, source_of, index_of = [], [], []
     for index, (name, count) in enumerate(sorted(data.counts().items())):
         items = data.sources[name]
         rng = np.random.default_rng([seed, index, epoch])
-        picks: list[int] = []
-        while len(picks) < count:  # upsampled sources walk full permutations before repeating
-            picks.extend(rng.permutation(len(items)).tolist())
-        order.extend(items[i] for i in picks[:count])
-    shuffle = np.random.default_rng([seed, 1_000_003, epoch]).permutation(len(order))
-    return [order[i] for i in shuffle]
+        permutations = [np.zeros(0, dtype=np.int64)]
+        while sum(len(p) for p in permutations) < count:  # upsampled sources walk full permutations first
+            permutations.append(rng.permutation(len(items)))
+        index_of.append(np.concatenate(permutations)[:count])
+        source_of.append(np.full(count, len(sources), dtype=np.int64))
+        sources.append(items)
+    shuffle = np.random.default_rng([seed, 1_000_003, epoch]).permutation(sum(len(i) for i in index_of))
+    if not index_of:
+        return EpochOrder(sources, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    return EpochOrder(sources, np.concatenate(source_of)[shuffle], np.concatenate(index_of)[shuffle])
+
+
+def held_out(count: int, fraction: float, seed: int, salt: int, limit: int | None = None):
+    """(training, held-out) example indices, both ascending: a seeded `fraction` of them (at most `limit`)
+    is held out; fewer than 10 examples are all trained on."""
+    if fraction <= 0 or count < 10:
+        return np.arange(count), np.zeros(0, dtype=np.int64)
+    order = np.random.default_rng([seed, 7919, salt]).permutation(count)
+    cut = max(1, round(fraction * count))
+    held = np.zeros(count, dtype=bool)
+    held[order[: cut if limit is None else min(cut, limit)]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def steps_per_epoch(data: TrainData, batch_size: int) -> int:
