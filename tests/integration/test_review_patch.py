@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from openrecipe.cli.main import app
+from openrecipe.provenance.records import RunRecord, summarize
 from openrecipe.ui.app import create_app
 from openrecipe.ui.settings import UiSettings
 from openrecipe.utils.hashing import sha256_file
@@ -73,6 +74,11 @@ def test_edits_made_in_the_workbench_are_applied_counted_and_recorded_by_the_cle
         assert "## Hand edits (review patches)" in (out / "data" / "report.md").read_text()
         stage = json.loads((out / "report.json").read_text())["stages"][0]
         assert stage["metrics"]["review"]["faq.csv"] == counted
+        assert (
+            "data: faq.csv: hand edits from faq.csv.review.json (SHA-256 "
+            f"{counted['patch_sha256'][:12]}): 1 cells in 1 rows edited, 1 flagged rows and 0 duplicates removed, "
+            "PII replacements 1 accepted / 0 rejected"
+        ) in summarize(RunRecord.load(out)).cleaning
         manifest = json.loads((out / "manifest.json").read_text())
         inputs = {str(Path(name).resolve()): digest for name, digest in manifest["inputs"].items()}
         assert inputs[str(patch.resolve())] == sha256_file(patch)

@@ -209,6 +209,16 @@ class RunSummary:
     train_seconds: float
 
 
+def hand_edits(label: str, review: dict[str, Any]) -> str:
+    """One line for a source's review patch, as the clean stage counted it."""
+    return (
+        f"{label}: hand edits from {review['patch']} (SHA-256 {review['patch_sha256'][:12]}): "
+        f"{review['edited_cells']} cells in {review['edited_rows']} rows edited, "
+        f"{review['flagged_removed']} flagged rows and {review['duplicates_removed']} duplicates removed, "
+        f"PII replacements {review['pii_accepted']} accepted / {review['pii_rejected']} rejected"
+    )
+
+
 def summarize(run: RunRecord) -> RunSummary:
     cleaning, training, cpt = [], [], []
     leaderboard, versus = None, []
@@ -217,6 +227,7 @@ def summarize(run: RunRecord) -> RunSummary:
         if stage.kind == "clean" and "rows_in" in m:
             removed = ", ".join(f"{k} {v}" for k, v in m.get("removed", {}).items()) or "nothing"
             cleaning.append(f"{stage.id}: {m['rows_in']} rows in, {m['rows_out']} out (removed: {removed})")
+            cleaning += [f"{stage.id}: {hand_edits(label, review)}" for label, review in m.get("review", {}).items()]
         if stage.kind in TRAINING_KINDS and "train_seconds" in m:
             training.append(
                 f"{stage.id}: {m['steps']} steps, {m['train_seconds']:.0f} s, loss "
