@@ -37,8 +37,8 @@ def run(recipe: Path, out: Path):
     return CliRunner().invoke(app, ["run", str(recipe), "--out", str(out)])
 
 
-def cleaned(out: Path) -> list[tuple[str, str]]:
-    rows = [json.loads(line) for line in (out / "data" / "data.jsonl").read_text().splitlines()]
+def cleaned(out: Path, stage: str = "data") -> list[tuple[str, str]]:
+    rows = [json.loads(line) for line in (out / stage / "data.jsonl").read_text().splitlines()]
     return [(row["messages"][0]["content"], row["messages"][-1]["content"]) for row in rows]
 
 
@@ -117,3 +117,17 @@ def test_a_recipe_can_name_the_patch_and_a_missing_one_is_an_error(tmp_path):
     result = run(tmp_path / "recipe.yaml", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert cleaned(tmp_path / "run")[1] == ("Reset?", "Use the link.")
+
+
+def test_data_clean_applies_the_patch_beside_an_input_unless_told_not_to(tmp_path):
+    from openrecipe.data.review import Review
+
+    faq = tmp_path / "faq.csv"
+    faq.write_text("question,answer\nHours?,9 to 5.\nReset?,\n")
+    Review.load(faq).set_cells(1, 3, {"answer": "Use the link."}, {"answer": ""})
+    result = CliRunner().invoke(app, ["data", "clean", str(faq), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "faq.csv: hand edits from faq.csv.review.json" in result.output
+    assert cleaned(tmp_path, "out")[1] == ("Reset?", "Use the link.")
+    plain = CliRunner().invoke(app, ["data", "clean", str(faq), "--out", str(tmp_path / "plain"), "--no-review"])
+    assert plain.exit_code == 2 and f"{faq}:3: answer: empty assistant reply" in plain.output

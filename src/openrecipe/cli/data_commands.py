@@ -47,11 +47,14 @@ def clean(
     pii: bool = typer.Option(True, "--pii/--no-pii", help="Replace emails, phones, card/ID numbers."),
     min_chars: int = typer.Option(1, "--min-chars"),
     max_chars: int = typer.Option(20000, "--max-chars"),
+    review: bool = typer.Option(
+        True, "--review/--no-review", help="Apply <file>.review.json (hand edits from `openrecipe ui`) beside an input."
+    ),
 ) -> None:
     from openrecipe.config.loading import validate_config
     from openrecipe.data.clean import CleanConfig
     from openrecipe.data.config import DataSource
-    from openrecipe.data.prepare import prepare_data
+    from openrecipe.data.reviewed import find_patches, prepare_reviewed_data
 
     sources = [
         validate_config(
@@ -70,8 +73,14 @@ def clean(
         for path in inputs
     ]
     config = CleanConfig(near_dedup=near_dedup, pii=pii, min_chars=min_chars, max_chars=max_chars)
-    summary = prepare_data(
-        sources, out, clean=config, identity=_identity(name, organization), include_identity_set=identity_set
+    patches = find_patches(sources, sources, Path) if review else [None] * len(sources)
+    summary = prepare_reviewed_data(
+        sources,
+        patches,
+        out,
+        clean=config,
+        identity=_identity(name, organization),
+        include_identity_set=identity_set,
     )
     _print_summary(summary)
     console.print(f"wrote {out / 'data.jsonl'} and {out / 'report.md'}")
@@ -79,6 +88,8 @@ def clean(
 
 def _print_summary(summary: dict) -> None:
     from rich.table import Table
+
+    from openrecipe.provenance.records import hand_edits
 
     table = Table(title="data sources")
     for column in ("source", "format", "read", "rejected", "kept"):
@@ -98,6 +109,8 @@ def _print_summary(summary: dict) -> None:
     for rule in sorted(set(clean["removed"]) | set(clean["modified"])):
         rules.add_row(rule, str(clean["removed"].get(rule, 0)), str(clean["modified"].get(rule, 0)))
     console.print(rules)
+    for label, review in summary.get("review", {}).items():
+        console.print(escape(hand_edits(label, review)), highlight=False)
 
 
 @data_app.command("inspect", help="Stats and one example with trained vs masked tokens coloured.")

@@ -315,3 +315,19 @@ def _check_reviewable(original: Path, source: DataSource, patch_file: Path) -> N
                 where=str(patch_file),
                 fix="move the sheet first in the workbook, or delete the patch",
             )
+
+
+def prepare_reviewed_data(
+    sources: list[DataSource], patches: list[Path | None], out_dir: Path, *, clean: CleanConfig, **options: Any
+) -> dict[str, Any]:
+    """`prepare_data` over the sources with their patches applied; the report (and the summary's `review`)
+    counts the hand edits."""
+    from openrecipe.data.prepare import prepare_data
+
+    reviews = apply_reviews(sources, patches, clean, out_dir / "reviewed")
+    with reviews.original_names():
+        summary = prepare_data(reviews.sources, out_dir, clean=reviews.clean, **options)
+    reviews.note_in_report(out_dir)
+    if reviews.applied:
+        summary["review"] = reviews.to_json()
+    return summary

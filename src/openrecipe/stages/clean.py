@@ -38,26 +38,23 @@ class CleanStage(StageConfig):
 
 @stage_kind(CleanStage, "Read, validate and clean data, with a report")
 def run_clean(context: StageContext, config: CleanStage) -> StageResult:
-    from openrecipe.data.prepare import prepare_data
-    from openrecipe.data.reviewed import apply_reviews, find_patches
+    from openrecipe.data.reviewed import find_patches, prepare_reviewed_data
+    from openrecipe.provenance.records import hand_edits
 
     sources = [
         source.model_copy(update={"path": str(context.resolve_location(reference))})
         for source, (_, reference) in zip(config.sources, config.extra_references(), strict=True)
     ]
-    # Hand edits from the workbench (`<file>.review.json`): the stage reads reviewed copies instead.
-    patches = find_patches(config.sources, sources, context.resolve_location)
-    reviews = apply_reviews(sources, patches, config.clean, context.stage_dir / "reviewed")
-    with reviews.original_names():
-        summary = prepare_data(
-            reviews.sources,
-            context.stage_dir,
-            clean=reviews.clean,
-            identity=context.identity,
-            include_identity_set=config.identity_set,
-            base_dir=context.recipe_dir,
-        )
-    reviews.note_in_report(context.stage_dir)
+    # Hand edits from the workbench (`<file>.review.json`) are applied to what the stage reads.
+    summary = prepare_reviewed_data(
+        sources,
+        find_patches(config.sources, sources, context.resolve_location),
+        context.stage_dir,
+        clean=config.clean,
+        identity=context.identity,
+        include_identity_set=config.identity_set,
+        base_dir=context.recipe_dir,
+    )
     clean = summary["clean"]
     for label, row in summary["sources"].items():
         context.console.print(
@@ -65,13 +62,15 @@ def run_clean(context: StageContext, config: CleanStage) -> StageResult:
         )
     removed = ", ".join(f"{rule} {count}" for rule, count in clean["removed"].items()) or "nothing"
     context.console.print(f"  rows {clean['rows_in']} → {clean['rows_out']}; removed: {removed}")
+    for label, review in summary.get("review", {}).items():
+        context.console.print(f"  {hand_edits(label, review)}")
     return StageResult(
         metrics={
             "rows_in": clean["rows_in"],
             "rows_out": clean["rows_out"],
             "removed": clean["removed"],
             "modified": clean["modified"],
-            **({"review": reviews.to_json()} if reviews.applied else {}),
+            **({"review": summary["review"]} if "review" in summary else {}),
         },
         artifacts={
             "data": str(context.stage_dir / "data.jsonl"),
