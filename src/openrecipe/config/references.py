@@ -23,7 +23,8 @@ _STAGE_ID = re.compile(STAGE_ID_PATTERN)
 _ARTIFACT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
-# Artifact kinds a model field can read; a training stage cannot start from a torchao-quantized folder.
+# Artifact kinds a model field can read; training, quantize and export cannot start from a torchao-quantized
+# folder.
 MODEL_KINDS = frozenset({"model", "quantized", "gguf"})
 TRAINABLE_KINDS = frozenset({"model", "gguf"})
 DATA_KINDS = frozenset({"data"})
@@ -198,6 +199,14 @@ TrainableModelReference = _typed(
     ModelSpec,
     lambda text: parse_model_reference(text, accepts=TRAINABLE_KINDS),
     "'base', 'default', 'stage:<id>', 'stage:<id>/<artifact>' (a model or GGUF), a path or a hub id",
+    _MODEL_VALUES,
+)
+# quantize and export read full weights too: a torchao folder cannot be quantized again or converted to GGUF.
+FullWeightsModelReference = _typed(
+    ModelSpec,
+    lambda text: parse_model_reference(text, accepts=TRAINABLE_KINDS),
+    "'base', 'default', 'stage:<id>', 'stage:<id>/<artifact>' (a model or GGUF, not a quantized folder), "
+    "a path or a hub id",
     _MODEL_VALUES,
 )
 BaseModelReference = _typed(

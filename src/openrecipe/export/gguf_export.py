@@ -164,8 +164,10 @@ def export_model(
     from transformers import AutoTokenizer
 
     from openrecipe.export.ollama import write_modelfile
+    from openrecipe.models.loading import check_full_weights
 
     check_name(name)
+    check_full_weights(folder, "exported to GGUF")
     for qtype in types:
         gguf_type(qtype)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))

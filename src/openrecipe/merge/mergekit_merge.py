@@ -68,6 +68,10 @@ class MergeSettings(StrictModel):
             raise ValueError(f"{self.method} merges the base with exactly {_count(spec.exact_models)} other model(s)")
         if len(self.models) + (1 if self.base else 0) < spec.min_inputs:
             raise ValueError(f"{self.method} needs at least {_count(spec.min_inputs)} models (`base` counts)")
+        named = [str(self.base)] * (self.base is not None) + [str(item.model) for item in self.models]
+        twice = sorted({name for name in named if named.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(repr(n) for n in twice)} is named more than once; merge different models")
         return self
 
 
@@ -122,6 +126,20 @@ def preflight(folders: list[Path]) -> None:
             )
 
 
+def _check_distinct(settings: MergeSettings, folders: list[Path]) -> None:
+    """Two references that resolve to one folder (e.g. `base` and the base model's path) merge a model with
+    itself, which mergekit refuses with an internal message."""
+    names = ([str(settings.base)] if settings.base else []) + [str(item.model) for item in settings.models]
+    seen: dict[Path, str] = {}
+    for name, folder in zip(names, folders, strict=True):
+        first = seen.setdefault(folder.resolve(), name)
+        if first != name:
+            raise OpenRecipeError(
+                f"merge inputs {first!r} and {name!r} are the same model ({folder})",
+                fix="merge different models (e.g. a fine-tune with its base)",
+            )
+
+
 def _mergekit_config(settings: MergeSettings, base: Path | None, inputs: list[tuple[MergeInput, Path]]) -> dict:
     if settings.method == "slerp":
         other = inputs[0][1]
@@ -170,6 +188,7 @@ def run_merge(
         base = materialize(resolve(settings.base), workdir) if settings.base else None
         inputs = [(spec, materialize(resolve(spec.model), workdir)) for spec in settings.models]
         folders = ([base] if base else []) + [path for _, path in inputs]
+        _check_distinct(settings, folders)
         preflight(folders)
         config = _mergekit_config(settings, base, inputs)
         with atomic_directory(out, overwrite=True) as target:

@@ -7,7 +7,7 @@ from pathlib import Path
 from openrecipe.errors import OpenRecipeError
 from openrecipe.models.gguf_header import check_gguf
 
-__all__ = ["check_gguf", "convert_gguf_to_hf", "load_gguf"]
+__all__ = ["check_gguf", "convert_gguf_to_hf", "dequantized_folder", "load_gguf"]
 
 
 def load_gguf(path: Path, *, dtype: object | None = None):
@@ -23,13 +23,34 @@ def load_gguf(path: Path, *, dtype: object | None = None):
             f"transformers cannot load {path}: {error}",
             fix="transformers supports GGUF files of common architectures (llama, mistral, qwen2, ...)",
         ) from None
+    # The weights are dequantized on load; without the GGUF quantization config the model saves, trains
+    # and merges like any other.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
     return model, tokenizer
+
+
+def dequantized_folder(path: Path) -> Path:
+    """The GGUF as a safetensors folder, converted once per file content into the openrecipe cache:
+    transformers rebuilds the tokenizer from GGUF metadata on every load (tens of seconds for a large
+    vocabulary), a folder loads in a fraction of a second."""
+    import hashlib
+
+    from openrecipe.utils.fs import atomic_directory, openrecipe_home
+
+    check_gguf(path)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    target = openrecipe_home() / "gguf" / digest.hexdigest()[:24]
+    if not (target / "config.json").is_file():
+        with atomic_directory(target, overwrite=True) as tmp:
+            convert_gguf_to_hf(path, tmp)
+    return target
 
 
 def convert_gguf_to_hf(path: Path, out_dir: Path) -> None:
     model, tokenizer = load_gguf(path)
-    # A GGUF-loaded model refuses to save while it still carries the GGUF quantization config.
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer.remove_quantization_config(model)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

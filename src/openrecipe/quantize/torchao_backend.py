@@ -79,7 +79,10 @@ def check_method(method: str) -> None:
 def quantize_folder(source: Path, out: Path, method: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TorchAoConfig
 
+    from openrecipe.models.loading import check_full_weights
+
     check_method(method)
+    check_full_weights(Path(source), "quantized again")
     factory = QUANTIZERS.get(method)
     config = factory(json.loads((Path(source) / "config.json").read_text()))
     try:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from openrecipe.config.references import SAFE_NAME_PATTERN, ModelReference
+from openrecipe.config.references import SAFE_NAME_PATTERN, FullWeightsModelReference
 from openrecipe.export.gguf_types import GGUF_TYPES, gguf_type
 from openrecipe.merge.mergekit_merge import MergeSettings
 from openrecipe.models.materialize import materialize
@@ -38,7 +38,7 @@ def run_merge_stage(context: StageContext, config: MergeStage) -> StageResult:
 
 class QuantizeStage(StageConfig):
     kind: Literal["quantize"] = "quantize"
-    model: ModelReference = Field("base", validate_default=True, description="The model to quantize")
+    model: FullWeightsModelReference = Field("base", validate_default=True, description="The model to quantize")
     methods: list[QuantMethod] = Field(
         default_factory=lambda: ["int8"],
         min_length=1,
@@ -66,7 +66,7 @@ def run_quantize(context: StageContext, config: QuantizeStage) -> StageResult:
 
 class ExportStage(StageConfig):
     kind: Literal["export"] = "export"
-    model: ModelReference = Field("base", validate_default=True, description="The model to export")
+    model: FullWeightsModelReference = Field("base", validate_default=True, description="The model to export")
     gguf: list[str] = Field(
         default_factory=lambda: ["f16", "q8_0", "q4_0"], min_length=1, description="GGUF types to write"
     )
@@ -96,6 +96,7 @@ class ExportStage(StageConfig):
 @stage_kind(ExportStage, "GGUF files (llama.cpp, Ollama) with an Ollama Modelfile")
 def run_export(context: StageContext, config: ExportStage) -> StageResult:
     from openrecipe.export.gguf_export import export_model
+    from openrecipe.export.llama_quantize import fallback_line
 
     folder = materialize(context.resolve_model(config.model), context.stage_dir)
     records = None
@@ -118,7 +119,11 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
     artifacts = {f"gguf_{qtype}": row["path"] for qtype, row in files.items()}
     metrics = {f"gguf_{qtype}_mb": round(row["size_bytes"] / 1e6, 1) for qtype, row in files.items()}
     for row in files.values():
-        context.console.print(f"  {Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB, {row['tensors']} tensors")
+        fallbacks = fallback_line(row)  # llama.cpp's per-tensor lines are in native.log; one line here
+        context.console.print(
+            f"  {Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB, {row['tensors']} tensors"
+            + (f"; {fallbacks}" if fallbacks else "")
+        )
     if "modelfile" in result:
         artifacts["modelfile"] = result["modelfile"]
     return StageResult(metrics=metrics, artifacts=artifacts)

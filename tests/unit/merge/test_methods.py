@@ -53,3 +53,17 @@ def test_unknown_method_suggests_the_nearest():
     with pytest.raises(OpenRecipeError, match="did you mean 'ties'"):
         MERGE_METHODS.get("tie")
     assert MergeInput(model="x").weight == 1.0
+
+
+def test_a_model_named_twice_is_refused_at_validation_and_at_run_time(tmp_path, tiny_model_dir):
+    from openrecipe.errors import OpenRecipeError
+    from openrecipe.merge.mergekit_merge import run_merge
+
+    with pytest.raises(ValidationError, match="named more than once"):
+        MergeSettings(method="slerp", base="base", models=[MergeInput(model="base")])
+    # Two spellings of one folder pass validation; the run refuses them before mergekit does.
+    settings = MergeSettings(
+        method="linear", models=[MergeInput(model=str(tiny_model_dir)), MergeInput(model=f"{tiny_model_dir}/.")]
+    )
+    with pytest.raises(OpenRecipeError, match="are the same model"):
+        run_merge(settings, tmp_path / "out")

@@ -33,13 +33,14 @@ def model_field(kind: str, reference: str) -> dict:
         "generate": {"kind": "generate", "model": reference, "prompts": ["hi"]},
         "quantize": {"kind": "quantize", "model": reference},
         "export": {"kind": "export", "model": reference},
-        "merge": {"kind": "merge", "method": "slerp", "base": "base", "models": [{"model": reference}]},
+        "merge": {"kind": "merge", "method": "slerp", "base": "models/tiny-b", "models": [{"model": reference}]},
         "eval": {"kind": "eval", "variants": [{"name": "v", "model": reference}], "tests": ["t.jsonl"]},
         "parity": {"kind": "parity", "reference": reference, "artifacts": [{"name": "a", "model": "stage:tuned"}]},
     }[kind]
 
 
 TRAINING = {"sft", "cpt", "merge"}
+FULL_WEIGHTS = TRAINING | {"quantize", "export"}  # stages that cannot read a torchao-quantized folder
 KINDS = ["sft", "cpt", "generate", "quantize", "export", "merge", "eval", "parity"]
 # form -> kinds that refuse it (with the words the error must carry)
 FORMS = {
@@ -48,7 +49,7 @@ FORMS = {
     "stage:tuned": {},
     "stage:tuned/model": {},
     "stage:gguf/gguf_q8_0": {},
-    "stage:quant/int8": dict.fromkeys(TRAINING, "a quantized artifact"),
+    "stage:quant/int8": dict.fromkeys(FULL_WEIGHTS, "a quantized artifact"),
     "stage:tuned/adapter": dict.fromkeys(KINDS, "a file artifact"),
     "stage:data": dict.fromkeys(KINDS, "produces no 'model'"),
     "stage:later": dict.fromkeys(KINDS, "a later stage"),
