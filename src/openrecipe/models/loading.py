@@ -44,11 +44,10 @@ def _load_tokenizer(ref: ModelRef, *, trust_remote_code: bool = False):
         assert ref.base is not None
         return _load_tokenizer(ref.base, trust_remote_code=trust_remote_code)
     if ref.kind == "gguf":
-        from openrecipe.models.gguf_import import check_gguf
+        from openrecipe.models.gguf_import import dequantized_folder
 
         assert ref.path is not None
-        check_gguf(ref.path)
-        return AutoTokenizer.from_pretrained(str(ref.path.parent), gguf_file=ref.path.name)
+        return AutoTokenizer.from_pretrained(str(dequantized_folder(ref.path)))
     return AutoTokenizer.from_pretrained(_source(ref), trust_remote_code=trust_remote_code)
 
 
@@ -68,11 +67,10 @@ def _load_weights(ref: ModelRef, dtype: torch.dtype, trust_remote_code: bool):
     from transformers import AutoModelForCausalLM
 
     if ref.kind == "gguf":
-        from openrecipe.models.gguf_import import load_gguf
+        from openrecipe.models.gguf_import import dequantized_folder
 
         assert ref.path is not None
-        model, _ = load_gguf(ref.path, dtype=dtype)
-        return model
+        return AutoModelForCausalLM.from_pretrained(str(dequantized_folder(ref.path)), dtype=dtype)
     if ref.kind == "adapter":
         from peft import PeftModel
 
@@ -91,6 +89,15 @@ def _load_weights(ref: ModelRef, dtype: torch.dtype, trust_remote_code: bool):
                 fix="re-run with --trust-remote-code if you trust its authors",
             ) from None
         raise OpenRecipeError(f"cannot load model {ref.name}: {error}") from None
+
+
+def check_full_weights(folder: Path, action: str) -> None:
+    """Refuse a quantized folder where full weights are needed (quantizing again, GGUF export)."""
+    if _is_prequantized(folder):
+        raise OpenRecipeError(
+            f"{folder} holds quantized weights; it cannot be {action}",
+            fix="point at the full-precision model it was quantized from (e.g. stage:sft, not stage:quantize/int8)",
+        )
 
 
 def _is_prequantized(folder: Path) -> bool:
