@@ -179,10 +179,12 @@ class Cleaner:
     the first earlier record sharing an LSH band with it (exact duplicates take no part).
     """
 
-    def __init__(self, config: CleanConfig, spill: Spill | None = None) -> None:
+    def __init__(self, config: CleanConfig, spill: Spill | None = None, keep: frozenset[str] = frozenset()) -> None:
         self.config = config
         self.report = CleanReport()
         self.spill = spill if spill is not None else Spill()
+        self.keep = keep  # `where` of records a person decided to keep although they duplicate another
+        self._kept: set[int] = set()
         self._exact = array("Q")
         signatures = self.spill.path.with_suffix(".sig") if self.spill.path is not None else None
         self._bands = BandIndex(config.near_dedup_threshold, config.num_perm, config.shingle_size, signatures)
@@ -201,6 +203,8 @@ class Cleaner:
             report.note("too_long", record, config.examples_per_rule, f"{length} > max_chars={config.max_chars}")
             return
         key = normalize(text)
+        if record.where in self.keep:
+            self._kept.add(len(self._exact))
         self._exact.append(xxhash.xxh3_64_intdigest(key.encode()) if config.dedup else len(self._exact))
         if config.near_dedup:
             self._bands.add(key)
@@ -229,12 +233,12 @@ class Cleaner:
         for ordinal, record in enumerate(self.spill):
             if ordinal in wanted:
                 wheres[ordinal] = record.where
-            if exact_of[ordinal] != ordinal:
+            if exact_of[ordinal] != ordinal and ordinal not in self._kept:
                 report.removed["exact_duplicate"] += 1
                 target = int(exact_of[ordinal])
                 report.note("exact_duplicate", record, limit, f"same as {wheres.get(target, f'row {target}')}")
                 continue
-            if near_of[ordinal] != ordinal:
+            if near_of[ordinal] != ordinal and ordinal not in self._kept:
                 report.removed["near_duplicate"] += 1
                 target = int(near_of[ordinal])
                 report.note("near_duplicate", record, limit, f"similar to {wheres.get(target, f'row {target}')}")

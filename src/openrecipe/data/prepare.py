@@ -33,9 +33,11 @@ def prepare_data(
     identity: Identity | None = None,
     include_identity_set: bool = False,
     base_dir: Path | None = None,
+    keep_duplicates: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Everything the user gave is read (strictly), cleaned, and accounted for in the report. Sources are
-    streamed: memory stays bounded however large they are (see `Cleaner`)."""
+    streamed: memory stays bounded however large they are (see `Cleaner`). `keep_duplicates` names rows
+    (by `where`) a person kept although they duplicate another."""
     started = time.perf_counter()
     clean = clean or CleanConfig()
     labels = [source.label for source in sources]
@@ -54,7 +56,7 @@ def prepare_data(
     remove_stale_temporaries(out_dir)
     per_source: dict[str, Any] = {}
     kept_per_source: Counter = Counter()
-    cleaner = Cleaner(clean, Spill(out_dir / f".spill-{os.getpid()}.jsonl.tmp"))
+    cleaner = Cleaner(clean, Spill(out_dir / f".spill-{os.getpid()}.jsonl.tmp"), keep_duplicates)
     try:
         for source in sources:
             stream = open_source(source, identity=identity, base_dir=base_dir)

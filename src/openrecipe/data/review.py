@@ -287,12 +287,14 @@ class Review:
 
 @dataclass
 class ReviewPlan:
-    """What a patch does to a file: cell values per row, rows to drop, PII to keep, and the counts."""
+    """What a patch does to a file: cell values per row, rows to drop, PII and duplicates to keep, the counts."""
 
     edits: dict[int, dict[str, str]] = field(default_factory=dict)
     dropped: set[int] = field(default_factory=set)
     keep_pii: set[str] = field(default_factory=set)
+    kept_duplicates: set[int] = field(default_factory=set)  # duplicate proposals a person rejected
     counts: Counter = field(default_factory=Counter)
+    written: dict[int, int] = field(default_factory=dict)  # row -> the line it was written on
 
 
 def plan_review(patch: PatchFile, rows: list[dict[str, str]]) -> ReviewPlan:
@@ -315,6 +317,7 @@ def plan_review(patch: PatchFile, rows: list[dict[str, str]]) -> ReviewPlan:
                 plan.dropped.add(decision.row)
                 plan.counts["duplicates_removed"] += 1
             elif decision.decision == "rejected":
+                plan.kept_duplicates.add(decision.row)
                 plan.counts["duplicates_rejected"] += 1
             continue
         if decision.decision == "rejected":

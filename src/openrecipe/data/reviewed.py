@@ -68,7 +68,8 @@ class _LineWriter:
     def __init__(self, delimiter: str) -> None:
         self.buffer, self.delimiter, self.line = io.StringIO(), delimiter, 0
 
-    def write(self, cells: list[Any], end_line: int) -> None:
+    def write(self, cells: list[Any], end_line: int) -> int:
+        """Write one row; returns the line it ends on (later than `end_line` only if earlier rows grew)."""
         one = io.StringIO()
         csv.writer(one, delimiter=self.delimiter, lineterminator="\n").writerow(cells)
         text = one.getvalue()
@@ -78,6 +79,7 @@ class _LineWriter:
             self.line += 1
         self.buffer.write(text)
         self.line += spans
+        return self.line
 
 
 def _reviewed_csv(data_file: Path, plan: ReviewPlan, delimiter: str | None) -> str:
@@ -103,7 +105,7 @@ def _reviewed_csv(data_file: Path, plan: ReviewPlan, delimiter: str | None) -> s
             position = header.index(column)
             cells += [""] * (position + 1 - len(cells))
             cells[position] = value
-        out.write(cells, reader.line_num)
+        plan.written[row] = out.write(cells, reader.line_num)
     return out.buffer.getvalue()
 
 
@@ -115,7 +117,7 @@ def _reviewed_sheet(
     for row, values in enumerate(rows):
         if row not in plan.dropped:
             merged = {**values, **plan.edits.get(row, {})}
-            out.write([merged.get(name, "") for name in columns], lines[row])
+            plan.written[row] = out.write([merged.get(name, "") for name in columns], lines[row])
     return out.buffer.getvalue()
 
 
@@ -138,6 +140,8 @@ def _reviewed_jsonl(data_file: Path, lines: list[int], plan: ReviewPlan) -> str:
             out.append(_edited_json(values[number], plan.edits.get(row, {})))
         else:
             out.append(originals[number])
+        if row is not None and row not in plan.dropped:
+            plan.written[row] = number
     return "".join(line + "\n" for line in out)
 
 
@@ -226,6 +230,7 @@ class AppliedReviews:
     sources: list[DataSource]
     clean: CleanConfig
     applied: list[AppliedReview]
+    keep_duplicates: frozenset[str] = frozenset()  # `where` of the rows whose duplicate proposal was rejected
 
     def to_json(self) -> dict[str, Any]:
         return {review.label: review.to_json() for review in self.applied}
@@ -268,7 +273,8 @@ def apply_reviews(
     """Check each patch against its file's SHA-256 and write the reviewed copy the stage reads instead."""
     result = AppliedReviews(sources=[], clean=clean, applied=[])
     keep: set[str] = set()
-    for source, patch_file in zip(sources, patches, strict=True):
+    duplicates: set[str] = set()
+    for index, (source, patch_file) in enumerate(zip(sources, patches, strict=True)):
         if patch_file is None:
             result.sources.append(source)
             continue
@@ -285,9 +291,10 @@ def apply_reviews(
                 f"{stale_patch_path(original, patch.sha256).name}, and redo the edits; or delete the patch to "
                 "clean the file without them",
             )
-        copy = out_dir / reviewed_name(original)
+        copy = out_dir.absolute() / str(index) / reviewed_name(original)
         plan = write_reviewed(original, patch, copy, delimiter=source.delimiter)
         keep |= plan.keep_pii
+        duplicates |= {f"{copy}:{plan.written[row]}" for row in plan.kept_duplicates if row in plan.written}
         result.applied.append(
             AppliedReview(source.label, original, patch_file, copy, sha256_file(patch_file), plan.counts)
         )
@@ -295,6 +302,7 @@ def apply_reviews(
     if keep - set(clean.pii_keep_organization_contacts):
         contacts = [*clean.pii_keep_organization_contacts, *sorted(keep - set(clean.pii_keep_organization_contacts))]
         result.clean = clean.model_copy(update={"pii_keep_organization_contacts": contacts})
+    result.keep_duplicates = frozenset(duplicates)
     return result
 
 
@@ -326,7 +334,9 @@ def prepare_reviewed_data(
 
     reviews = apply_reviews(sources, patches, clean, out_dir / "reviewed")
     with reviews.original_names():
-        summary = prepare_data(reviews.sources, out_dir, clean=reviews.clean, **options)
+        summary = prepare_data(
+            reviews.sources, out_dir, clean=reviews.clean, keep_duplicates=reviews.keep_duplicates, **options
+        )
     reviews.note_in_report(out_dir)
     if reviews.applied:
         summary["review"] = reviews.to_json()

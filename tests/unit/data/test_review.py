@@ -180,3 +180,24 @@ def test_xlsx_is_read_as_the_table_reader_reads_it_and_reviewed_as_csv(tmp_path)
     Review.load(path).set_cells(1, 4, {"answer": "9 to 5"}, {"answer": ""})
     records, _ = reviewed_records(path, tmp_path)
     assert [(r.where.rsplit(":", 1)[1], r.messages[-1]["content"]) for r in records] == [("2", "5"), ("4", "9 to 5")]
+
+
+def test_a_rejected_duplicate_proposal_keeps_the_row_through_the_cleaners_dedup(tmp_path):
+    from openrecipe.data.reviewed import prepare_reviewed_data
+
+    path = tmp_path / "hours.csv"
+    path.write_text("question,answer\nHours?,Nine to five every day\nHours??,Nine to five every day\nWhere?,Here\n")
+    source = DataSource(path=str(path))
+
+    def answers(out: str) -> list[str]:
+        summary = prepare_reviewed_data([source], [patch_path(path)], tmp_path / out, clean=CleanConfig())
+        rows = (tmp_path / out / "data.jsonl").read_text().splitlines()
+        return [json.loads(row)["messages"][0]["content"] for row in rows], summary
+
+    Review(path).save()  # an empty patch: the cleaner decides alone
+    kept, summary = answers("as-cleaned")
+    assert kept == ["Hours?", "Where?"] and summary["clean"]["removed"] == {"exact_duplicate": 1}
+    duplicate = {"kind": "near_duplicate", "row": 1, "line": 3, "detail": "exact_duplicate: line 2"}
+    Review.load(path).decide("dup:1", duplicate, "rejected")
+    kept, summary = answers("reviewed")
+    assert kept == ["Hours?", "Hours??", "Where?"] and summary["review"]["hours.csv"]["duplicates_rejected"] == 1
