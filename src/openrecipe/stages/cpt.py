@@ -4,6 +4,7 @@ reporting domain perplexity gain next to general perplexity change (forgetting).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Literal
 
@@ -59,9 +60,11 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
     tokenizer = load_tokenizer(reference)
     # Token ids go to disk as they are made and training reads blocks by index: memory stays bounded.
     tokens_dir = context.stage_dir / "tokens"
-    domain_blocks, _ = pack_texts_to_disk(
+    started = time.perf_counter()
+    domain_blocks, domain_stats = pack_texts_to_disk(
         tokenizer, _texts(context, config.domain), config.block_size, tokens_dir / "domain"
     )
+    tokenized = {"domain": domain_stats.to_json()}
     train_indices, eval_indices = held_out(
         len(domain_blocks), config.train.eval_fraction, context.seed, 0, limit=config.eval_max_blocks
     )
@@ -73,12 +76,16 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
         )
     sources, weights = {"domain": domain_train}, {"domain": 1.0 - config.replay_ratio}
     if config.replay and config.replay_ratio > 0:
-        replay_blocks, _ = pack_texts_to_disk(
+        replay_blocks, replay_stats = pack_texts_to_disk(
             tokenizer, _texts(context, config.replay), config.block_size, tokens_dir / "replay"
         )
+        tokenized["replay"] = replay_stats.to_json()
         if not len(replay_blocks):
             raise OpenRecipeError("the replay corpus is shorter than one block")
         sources["replay"], weights["replay"] = replay_blocks, config.replay_ratio
+    tokenized["seconds"] = round(time.perf_counter() - started, 2)
+    blocks = sum(len(items) for items in sources.values()) + len(domain_eval)
+    context.console.print(f"  {blocks} blocks of {config.block_size} tokens, tokenized in {tokenized['seconds']:.1f} s")
     # Weights are shares of blocks, and every block has block_size tokens: so they are shares of tokens.
     data = TrainData(sources, weights, domain_eval, max_upsample=8.0)
     domain_eval_texts = [tokenizer.decode(block["input_ids"]) for block in domain_eval]
@@ -111,7 +118,7 @@ def run_cpt(context: StageContext, config: CptStage) -> StageResult:
     result.metrics.update(
         replay_ratio=config.replay_ratio,
         perplexity=forgetting,
-        data={"mixture": data.describe(), "domain_eval_blocks": len(domain_eval)},
+        data={"mixture": data.describe(), "domain_eval_blocks": len(domain_eval), "tokenize": tokenized},
     )
     for key, row in forgetting.items():
         context.console.print(f"  {key}: {row['before']:.2f} → {row['after']:.2f} ({row['change_pct']:+.1f}%)")

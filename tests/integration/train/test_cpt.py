@@ -52,6 +52,8 @@ def test_cpt_with_replay_reports_domain_and_general_perplexity(tmp_path, tiny_mo
     share = mixture["replay"]["per_epoch"] / (mixture["replay"]["per_epoch"] + mixture["domain"]["per_epoch"])
     assert abs(share - 0.25) < 0.05  # blocks are equal-sized, so this is the share of tokens
     assert not (tmp_path / "run" / "cpt" / "tokens").exists()  # the on-disk blocks are removed once trained
+    tokenized = metrics["data"]["tokenize"]
+    assert tokenized["domain"]["examples_in"] == 30 and tokenized["seconds"] >= 0
 
 
 def test_replay_ratio_without_replay_data_is_an_error(tmp_path, tiny_model_dir):
