@@ -9,8 +9,8 @@ import time
 
 from typer.testing import CliRunner
 
-from openrecipe.cli.jobs_commands import is_our_job
 from openrecipe.cli.main import app
+from openrecipe.recipe.jobs import is_our_job
 
 runner = CliRunner()
 

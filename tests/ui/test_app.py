@@ -356,7 +356,7 @@ def test_chat_offers_models_by_opaque_key_and_refuses_anything_else(workspace):
 
 def test_runs_detached_from_the_cli_into_the_workspace_are_adopted(workspace, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENRECIPE_HOME", str(tmp_path / "home"))
-    from openrecipe.cli.jobs_commands import start_detached
+    from openrecipe.recipe.jobs import start_detached
 
     inside, outside = workspace / "runs" / "cli-run", tmp_path / "elsewhere"
     start_detached(["--version"], inside)

@@ -9,9 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-# Moved to jobs_commands; kept importable here until openrecipe.ui.jobs imports them from there.
-from openrecipe.cli.jobs_commands import _alive, start_detached  # noqa: F401
-
 console = Console()
 
 
@@ -26,21 +23,63 @@ def publish(
     run_dir: Path = typer.Argument(..., help="A finished run folder."),
     out: Path = typer.Option(..., "--out", "-o", help="New bundle folder."),
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", help="Upload the bundle to this hub repo."),
+    public: bool = typer.Option(False, "--public", help="Make the hub repository public (default: private)."),
+    include_raw: bool = typer.Option(
+        False, "--include-raw", help="Also ship the raw inputs clean stages read (PII and all); asks first."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (with --include-raw)."),
+    base_model_id: str | None = typer.Option(
+        None, "--base-model-id", help="Hub id of the base model, when the recipe names a local folder."
+    ),
 ) -> None:
+    from openrecipe.errors import OpenRecipeError
     from openrecipe.publish.bundle import publish as write_bundle
     from openrecipe.publish.bundle import push_to_hub as upload
 
+    if public and not push_to_hub:
+        raise OpenRecipeError("--public only applies with --push-to-hub", fix="add --push-to-hub OWNER/NAME")
     if push_to_hub:
         from huggingface_hub import constants
 
-        from openrecipe.errors import OpenRecipeError
-
         if constants.HF_HUB_OFFLINE:  # checked before doing any work
             raise OpenRecipeError("cannot push: HF_HUB_OFFLINE is set", fix="drop --push-to-hub, or go online")
-    info = write_bundle(run_dir, out)
+    if include_raw:
+        _confirm_raw(run_dir, yes)
+    info = write_bundle(run_dir, out, include_raw=include_raw, base_model_id=base_model_id)
     console.print(f"bundle written to {out} ({info['files']} files, {info['inputs_copied']} input files copied)")
+    if not info["base_model"]:
+        console.print(
+            "[yellow]the base model has no known hub id: the card names none and the adapter names its folder; "
+            "pass --base-model-id OWNER/NAME[/yellow]"
+        )
+    if info["rewritten"]:
+        console.print(f"  machine paths and user name rewritten in {len(info['rewritten'])} files")
     if push_to_hub:
-        console.print(f"uploaded: {upload(out, push_to_hub)}")
+        visibility = "public" if public else "private"
+        console.print(f"uploaded ({visibility}): {upload(out, push_to_hub, public=public)}")
+
+
+def _confirm_raw(run_dir: Path, yes: bool) -> None:
+    """The raw inputs hold everything clean replaced: say how much, and ask."""
+    from openrecipe.errors import OpenRecipeError
+    from openrecipe.provenance.records import RunRecord
+    from openrecipe.publish.cleaned import pii_counts
+
+    counts = pii_counts(RunRecord.load(run_dir).stages) if (run_dir / "report.json").is_file() else {}
+    console.print("--include-raw ships the raw inputs; clean replaced in them:")
+    for stage_id, rules in counts.items():
+        listed = ", ".join(f"{count} {rule.removeprefix('pii_')}" for rule, count in sorted(rules.items()))
+        console.print(f"  {stage_id}: {listed or 'no PII found'}")
+    if not counts:
+        console.print("  (no clean stage in this run)")
+    if yes:
+        return
+    try:
+        confirmed = typer.confirm("Publish the raw inputs anyway?", default=False)
+    except typer.Abort:  # no answer: stdin closed or empty
+        raise OpenRecipeError("--include-raw needs a confirmation", fix="answer y, or pass --yes") from None
+    if not confirmed:
+        raise OpenRecipeError("not confirmed: nothing was published", fix="publish without --include-raw") from None
 
 
 def reproduce(

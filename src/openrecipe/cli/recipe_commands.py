@@ -51,7 +51,7 @@ def run(
     loaded = load_recipe(recipe, overrides or [])
     run_dir = out or Path("runs") / loaded.name
     if detach:
-        from openrecipe.cli.jobs_commands import start_detached
+        from openrecipe.recipe.jobs import start_detached
 
         argv = ["run", str(recipe.resolve()), *(overrides or []), "--out", str(run_dir.resolve())]
         argv += ["--force"] * force + ["--extend"] * extend

@@ -26,7 +26,7 @@ MAX_CHUNK = 1 << 20
 
 def launch(store: Store, recipe_path: Path, run_dir: Path, name: str, overrides: list[str] | None = None) -> int:
     """Start `openrecipe run RECIPE --out RUN_DIR` detached (same code path as `--detach`) and record the job."""
-    from openrecipe.cli.jobs_commands import start_detached
+    from openrecipe.recipe.jobs import start_detached
 
     argv = ["run", str(recipe_path.resolve()), *(overrides or []), "--out", str(run_dir.resolve())]
     pid = start_detached(argv, run_dir)
@@ -35,7 +35,7 @@ def launch(store: Store, recipe_path: Path, run_dir: Path, name: str, overrides:
 
 def resume(store: Store, job_id: int) -> int:
     """Re-run the same command: finished stages are reused and training resumes from its checkpoint."""
-    from openrecipe.cli.jobs_commands import start_detached
+    from openrecipe.recipe.jobs import start_detached
 
     job = store.job(job_id)
     assert job is not None
@@ -50,9 +50,9 @@ def resume(store: Store, job_id: int) -> int:
 
 def adopt_cli_jobs(store: Store, workspace: Path) -> int:
     """Runs started with `openrecipe run --detach` into this workspace's runs/ join the job table too."""
-    from openrecipe.cli.jobs_commands import _registry
+    from openrecipe.recipe.jobs import job_registry
 
-    registry = _registry()
+    registry = job_registry()
     if not registry.is_file():
         return 0
     try:
@@ -81,9 +81,9 @@ def stop(store: Store, job_id: int) -> None:
 
 
 def is_alive(pid: int | None) -> bool:
-    from openrecipe.cli.jobs_commands import _alive
+    from openrecipe.recipe.jobs import is_alive as process_alive
 
-    return bool(pid) and _alive(int(pid))
+    return bool(pid) and process_alive(int(pid))
 
 
 def _add_event(db, job_id: int, kind: str, data: dict[str, Any]) -> None:
