@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from openrecipe.cli.main import app
+from openrecipe.utils.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -27,6 +28,7 @@ def tiny_recipe(folder: Path, model_dir: Path) -> Path:
     (data / "heldout.txt").write_text((REPO / "data/general/heldout.txt").read_text())
     recipe = {
         "name": "tiny-pipeline",
+        "license": "apache-2.0",
         "seed": 1,
         "base_model": str(model_dir),
         "system_prompt": "You are Nova.",
@@ -141,32 +143,112 @@ def test_publish_then_reproduce_and_detect_tampering(finished_run, tmp_path):
     bundle = tmp_path / "bundle"
     published = runner.invoke(app, ["publish", str(folder / "run"), "--out", str(bundle)])
     assert published.exit_code == 0, published.output
-    card = (bundle / "README.md").read_text()
-    assert card.startswith("---\nbase_model:") and "## Limitations" in card
+    assert "no known hub id" in published.output  # the tiny base is a local folder: publish says so
     for path in (
         "recipe.yaml",
         "requirements.lock",
         "manifest.json",
-        "model/model.safetensors",
-        "data/faq.csv",
+        "model.safetensors",
+        "config.json",
+        "adapter/adapter_config.json",
         "data/cleaned-data.jsonl",
+        "data/support.jsonl",
         "logs/sft/metrics.jsonl",
         "report/report.html",
         "gguf/tiny-pipeline-q4_0.gguf",
         "SHA256SUMS",
     ):
         assert (bundle / path).is_file(), path
+    assert not (bundle / "data" / "faq.csv").exists() and not (bundle / "model").exists()
     assert "torch==" in (bundle / "requirements.lock").read_text()
+    # The bundle trains from the cleaned data, under the label the clean stage's output had.
     recipe = yaml.safe_load((bundle / "recipe.yaml").read_text())
-    assert recipe["stages"][1]["sources"][0]["path"] == "data/faq.csv"
+    assert [s["kind"] for s in recipe["stages"]].count("clean") == 0
+    sft = next(s for s in recipe["stages"] if s["id"] == "sft")
+    assert {key: sft["data"][0][key] for key in ("path", "weight", "name")} == {
+        "path": "data/cleaned-data.jsonl",
+        "weight": 0.8,
+        "name": "data",
+    }
+    # Nothing of this machine's folders is left in any text file.
+    for path in bundle.rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".jsonl", ".md", ".yaml", ".html", ".txt", ""}:
+            assert str(folder) not in path.read_text(errors="replace"), path
     good = runner.invoke(app, ["reproduce", str(bundle), "--out", str(tmp_path / "rerun")])
     assert good.exit_code == 0, good.output
     assert "final weights identical" in good.output and "FAIL" not in good.output
-    data = bundle / "data" / "faq.csv"
+    data = bundle / "data" / "cleaned-data.jsonl"
     data.write_text(data.read_text().replace("30 days", "60 days"))
     bad = runner.invoke(app, ["reproduce", str(bundle), "--out", str(tmp_path / "rerun2")])
     assert bad.exit_code == 1
-    assert "data/faq.csv: modified" in bad.output
+    assert "data/cleaned-data.jsonl: modified" in bad.output
+
+
+def test_the_bundle_follows_the_hub_layout(finished_run, tmp_path):
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM
+
+    folder, _ = finished_run
+    bundle = tmp_path / "bundle"
+    hub_id = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the tiny local base stands in for
+    published = runner.invoke(app, ["publish", str(folder / "run"), "--out", str(bundle), "--base-model-id", hub_id])
+    assert published.exit_code == 0, published.output
+    loaded = AutoModelForCausalLM.from_pretrained(str(bundle))  # weights at the top level, as from a repo id
+    trained = AutoModelForCausalLM.from_pretrained(str(folder / "run" / "sft" / "model"))
+    assert all((a == b).all() for a, b in zip(loaded.state_dict().values(), trained.state_dict().values(), strict=True))
+    card = ModelCard.load(bundle / "README.md")
+    assert card.data.license == "apache-2.0" and card.data.base_model == hub_id
+    assert card.data.datasets == ["faq"]
+    results = card.data.eval_results
+    assert results and {r.dataset_type for r in results} == {"tiny-pipeline/support"}
+    assert {r.metric_name for r in results} >= {"base+prompt support", "sft support"}
+    adapter = json.loads((bundle / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == hub_id
+    assert "q4_0" in next((bundle / "gguf").glob("*.gguf")).name.lower()
+
+
+def test_include_raw_lists_the_pii_clean_replaced_and_asks(finished_run, tmp_path):
+    folder, _ = finished_run
+    command = ["publish", str(folder / "run"), "--out", str(tmp_path / "raw"), "--include-raw"]
+    refused = runner.invoke(app, command, input="n\n")
+    assert refused.exit_code == 2 and "data:" in refused.output and "not confirmed" in refused.output
+    assert not (tmp_path / "raw").exists()
+    confirmed = runner.invoke(app, [*command, "--yes"])
+    assert confirmed.exit_code == 0, confirmed.output
+    assert (tmp_path / "raw" / "data" / "faq.csv").is_file()
+    recipe = yaml.safe_load((tmp_path / "raw" / "recipe.yaml").read_text())
+    assert recipe["stages"][1]["sources"][0]["path"] == "data/faq.csv"
+
+
+def test_a_bundle_from_before_the_hub_layout_still_reproduces(finished_run, tmp_path):
+    """Old bundles: weights in model/, raw inputs and the clean stage in the recipe."""
+    folder, _ = finished_run
+    bundle = tmp_path / "old"
+    assert (
+        runner.invoke(app, ["publish", str(folder / "run"), "--out", str(bundle), "--include-raw", "-y"]).exit_code == 0
+    )
+    (bundle / "model").mkdir()
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "openrecipe.json",
+    ):
+        if (bundle / name).exists():
+            (bundle / name).rename(bundle / "model" / name)
+    shutil.rmtree(bundle / "adapter")
+    sums = [
+        f"{sha256_file(p)}  {p.relative_to(bundle).as_posix()}"
+        for p in sorted(bundle.rglob("*"))
+        if p.is_file() and p.name != "SHA256SUMS"
+    ]
+    (bundle / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    result = runner.invoke(app, ["reproduce", str(bundle), "--out", str(tmp_path / "rerun")])
+    assert result.exit_code == 0, result.output
+    assert "cleaned data identical" in result.output and "final weights identical" in result.output
 
 
 def test_publish_refuses_unfinished_runs_and_offline_push(tmp_path, monkeypatch):

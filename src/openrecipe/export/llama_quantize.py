@@ -8,8 +8,13 @@ distributed on and rounds a fine-tune's small deltas straight back onto it, undo
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import logging
+import re
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +48,61 @@ def quantize_gguf(
         keep_alive.append(entries)
         params.imatrix = ctypes.cast(entries, type(params.imatrix))
     tmp = out.with_name(f".{out.name}.tmp")
-    log = logging.getLogger("llama-cpp-python")  # llama.cpp prints every tensor it quantizes otherwise
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
+    with _llama_log_to(out.parent / "native.log") as chatter:
         code = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
-    finally:
-        log.setLevel(level)
     if code != 0:
         tmp.unlink(missing_ok=True)
-        raise OpenRecipeError(f"llama.cpp failed to quantize to {qtype} (code {code})")
+        raise OpenRecipeError(
+            f"llama.cpp failed to quantize to {qtype} (code {code})", fix=f"see {out.parent / 'native.log'}"
+        )
     tmp.replace(out)
-    return {"imatrix_tensors": len(imatrix or {})}
+    return {"imatrix_tensors": len(imatrix or {}), **fallback_summary(chatter.getvalue())}
+
+
+@contextlib.contextmanager
+def _llama_log_to(log_path: Path) -> Iterator[io.StringIO]:
+    """llama.cpp prints a line per tensor (and one per fallback): all of it goes to the log file, and is
+    kept for `fallback_summary`, never to the terminal."""
+    from openrecipe.utils.native_output import native_output_to
+
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.INFO)
+    buffer = io.StringIO()
+    try:
+        with native_output_to(log_path), contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        log.setLevel(level)
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(buffer.getvalue())
+
+
+_FALLBACK = re.compile(r"not divisible by (\d+), required for (\w+)\s*-\s*using fallback quantization (\w+)")
+_PROGRESS = re.compile(r"\[\s*\d+/\s*(\d+)\]")
+_TOTAL = re.compile(r"(\d+) of (\d+) tensor\(s\) required fallback")
+
+
+def fallback_summary(log: str) -> dict[str, Any]:
+    """How many tensors llama.cpp gave a fallback type, out of how many, and why (from its log)."""
+    found = _FALLBACK.findall(" ".join(log.split()))
+    totals = [int(total) for total in _PROGRESS.findall(log)]
+    summary = _TOTAL.search(log)
+    tensors = max(totals) if totals else int(summary.group(2)) if summary else 0
+    return {
+        "quantized_tensors": tensors,
+        "fallback_tensors": len(found) if found else int(summary.group(1)) if summary else 0,
+        "fallback_types": dict(Counter(f"{wanted}->{used}" for _, wanted, used in found)),
+        "fallback_divisors": sorted({int(divisor) for divisor, _, _ in found}),
+    }
+
+
+def fallback_line(info: dict[str, Any]) -> str | None:
+    """One terminal line for a quantization's fallbacks, or None when there were none."""
+    count = info.get("fallback_tensors", 0)
+    if not count:
+        return None
+    why = " or ".join(str(d) for d in info.get("fallback_divisors", [])) or "the block size"
+    used = ", ".join(sorted({pair.split("->")[1] for pair in info.get("fallback_types", {})}))
+    of = f" of {info['quantized_tensors']}" if info.get("quantized_tensors") else ""
+    return f"{count}{of} tensors used a fallback type{f', {used}' if used else ''} (rows not divisible by {why})"

@@ -15,7 +15,10 @@ import yaml
 from openrecipe.config.references import HubRef, PathRef, resolve_location
 from openrecipe.errors import OpenRecipeError
 from openrecipe.provenance.manifest import all_distributions
-from openrecipe.provenance.records import REPORT, RunRecord, summarize
+from openrecipe.provenance.records import REPORT, RunRecord
+from openrecipe.publish.card import base_hub_id, model_card
+from openrecipe.publish.cleaned import clean_source_fields, cleaned_name, scrubbed_report, train_from_cleaned
+from openrecipe.publish.sanitize import Machine, refuse_secrets, rewrite_machine_strings
 from openrecipe.utils.fs import atomic_directory
 from openrecipe.utils.hashing import sha256_file
 
@@ -70,117 +73,56 @@ def _set(tree: Any, loc: tuple[str | int, ...], value: str) -> None:
     tree[loc[-1]] = value
 
 
-def _model_card(manifest: dict[str, Any], run: RunRecord, run_dir: Path) -> str:
-    recipe = manifest["recipe"]
-    summary = summarize(run)
-    metrics = []
-    if summary.leaderboard:
-        for row in summary.leaderboard["rows"]:
-            for domain, cell in row["cells"].items():
-                if "score" in cell:
-                    metrics.append(
-                        {"name": f"{row['variant']} {domain}", "type": "accuracy", "value": round(cell["score"], 4)}
-                    )
-    front = {
-        "base_model": recipe.get("base_model", "default")
-        if recipe.get("base_model", "default") != "default"
-        else "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "license": "apache-2.0",
-        "library_name": "transformers",
-        "tags": ["openrecipe", "reproducible"],
-        "datasets": sorted(Path(p).name for p in manifest.get("inputs", {})),
-        "model-index": [
-            {"name": recipe["name"], "results": [{"task": {"type": "text-generation"}, "metrics": metrics}]}
-        ],
-    }
-    lines = [
-        "---",
-        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(),
-        "---",
-        "",
-        f"# {recipe['name']}",
-        "",
-        recipe.get("description", ""),
-        "",
-        "Built and published with openrecipe: everything needed to re-run and verify it is in this folder.",
-        "",
-        "## What was done",
-        "",
-    ]
-    for stage in summary.stages:
-        lines.append(f"- `{stage['id']}` ({stage['kind']}): {stage['status']}, {stage['seconds']:.0f} s")
-    lines += ["", "## Data and cleaning", ""]
-    lines += [f"- {line}" for line in summary.cleaning]
-    lines += [
-        "",
-        "Input files (SHA-256) are listed in `manifest.json`; copies are in `data/`.",
-        "",
-        "## Training",
-        "",
-    ]
-    lines += [f"- {line}" for line in summary.training]
-    if (run_dir / "report.md").is_file():
-        lines += [
-            "",
-            "## Evaluation",
-            "",
-            "See `report/report.md` and `report/report.html` for the leaderboard "
-            "of every variant, identity pass rates and plots.",
-        ]
-    lines += [
-        "",
-        "## Reproduce",
-        "",
-        "    pip install -r requirements.lock",
-        "    openrecipe reproduce . --out rerun",
-        "",
-        "## Limitations",
-        "",
-        "A small model fine-tuned on a small, synthetic domain set: check the leaderboard before relying on "
-        "it. Greedy outputs can differ across hardware and numeric precision.",
-        "",
-    ]
-    return "\n".join(lines)
+def _license(manifest: dict[str, Any], run_dir: Path) -> str:
+    license = manifest["recipe"].get("license")
+    if not license:
+        raise OpenRecipeError(
+            f"the recipe of {run_dir} has no `license:`; a published model must say how it may be used",
+            where="license",
+            fix="add e.g. `license: apache-2.0` (it must allow what the base model's license allows) to the recipe "
+            "and run it again (finished stages are cached), then publish",
+        )
+    return str(license)
 
 
-def publish(run_dir: Path, out: Path) -> dict[str, Any]:
+def publish(run_dir: Path, out: Path, *, include_raw: bool = False, base_model_id: str | None = None) -> dict[str, Any]:
+    """Without `include_raw`, the bundle holds the cleaned data and its recipe trains from it; the raw inputs
+    clean stages read stay behind. Paths and the user name of this machine are rewritten; a key or token
+    anywhere refuses the whole bundle (nothing is written)."""
     manifest, run = _load(run_dir)
+    license = _license(manifest, run_dir)
     if out.exists() and any(out.iterdir()):
         raise OpenRecipeError(f"{out} already exists and is not empty", fix="choose a new --out folder")
     recipe = copy.deepcopy(manifest["recipe"])
     recipe_dir = Path(manifest["recipe_dir"]) if manifest.get("recipe_dir") else None
+    base_id = base_model_id or base_hub_id(str(recipe.get("base_model", "default")), recipe_dir)
     # A publish killed earlier left its temporary folder beside `out`: the same target, so ours to remove.
     for stale in out.parent.glob(f".tmp-{out.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_directory(out, overwrite=out.exists()) as tmp:
         (tmp / "data").mkdir()
-        copied = _rewrite_inputs(recipe, manifest.get("input_fields", []), recipe_dir, tmp / "data")
+        fields = manifest.get("input_fields", [])
+        if not include_raw:
+            raw = clean_source_fields(recipe)
+            fields = [entry for entry in fields if tuple(entry["field"]) not in raw]
+        copied = _rewrite_inputs(recipe, fields, recipe_dir, tmp / "data")
+        if not include_raw:
+            train_from_cleaned(recipe)
         (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
         (tmp / "requirements.lock").write_text("\n".join(all_distributions()) + "\n")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
-        logs, reports = tmp / "logs", tmp / "report"
-        logs.mkdir()
-        reports.mkdir()
-        for stage in run.stages:
-            stage_dir = run_dir / stage.id
-            for name in TRAINING_LOGS:
-                if (stage_dir / name).is_file():
-                    (logs / stage.id).mkdir(exist_ok=True)
-                    shutil.copy2(stage_dir / name, logs / stage.id / name)
-            if "data" in stage.artifacts and stage.kind == "clean":
-                shutil.copy2(stage.path_of("data", run_dir), tmp / "data" / f"cleaned-{stage.id}.jsonl")
-            for name, artifact in stage.artifacts.items():
-                source = artifact.location(run_dir)
-                if artifact.kind == "gguf" or name == "modelfile":
-                    (tmp / "gguf").mkdir(exist_ok=True)
-                    shutil.copy2(source, tmp / "gguf" / source.name)
+        _copy_stage_outputs(run, run_dir, tmp, manifest["recipe"], include_raw=include_raw)
         for name in (REPORT, "report.md", "report.html"):
             if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, reports / name)
+                shutil.copy2(run_dir / name, tmp / "report" / name)
         final = run.final_training_stage()
         if final is not None:
-            shutil.copytree(final.path_of("model", run_dir), tmp / "model")
-        (tmp / "README.md").write_text(_model_card(manifest, run, run_dir), encoding="utf-8")
+            _copy_weights(final, run_dir, tmp, base_id)
+        card = model_card(manifest, run, run_dir, license=license, base_model=base_id, raw=include_raw)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        machine = Machine.here({run_dir: "<run>", **({recipe_dir: "<recipe>"} if recipe_dir else {})})
+        rewritten = rewrite_machine_strings(tmp, machine)
+        refuse_secrets(tmp)
         sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*")) if p.is_file()]
         (tmp / CHECKSUMS).write_text("\n".join(sums) + "\n")
     return {
@@ -188,7 +130,51 @@ def publish(run_dir: Path, out: Path) -> dict[str, Any]:
         "files": len(sums),
         "inputs_copied": len(copied),
         "final_stage": final.id if final else None,
+        "base_model": base_id,
+        "rewritten": rewritten,
     }
+
+
+def _copy_stage_outputs(run: RunRecord, run_dir: Path, tmp: Path, recipe: dict[str, Any], *, include_raw: bool) -> None:
+    """Training logs, cleaned data (with its report's example rows scrubbed), GGUF files and the Modelfile."""
+    (tmp / "logs").mkdir()
+    (tmp / "report").mkdir()
+    configs = {stage.get("id"): stage for stage in recipe.get("stages", [])}
+    for stage in run.stages:
+        stage_dir, logs = run_dir / stage.id, tmp / "logs" / stage.id
+        for name in TRAINING_LOGS:
+            if (stage_dir / name).is_file():
+                logs.mkdir(exist_ok=True)
+                shutil.copy2(stage_dir / name, logs / name)
+        if "data" in stage.artifacts and stage.kind == "clean":
+            shutil.copy2(stage.path_of("data", run_dir), tmp / cleaned_name(stage.id))
+            if not include_raw and (stage_dir / "report.json").is_file():
+                keep = configs.get(stage.id, {}).get("clean", {}).get("pii_keep_organization_contacts", [])
+                as_json, as_markdown = scrubbed_report(stage_dir / "report.json", keep)
+                (logs / "report.json").write_text(as_json, encoding="utf-8")
+                (logs / "report.md").write_text(as_markdown, encoding="utf-8")
+        for name, artifact in stage.artifacts.items():
+            source = artifact.location(run_dir)
+            if artifact.kind == "gguf" or name == "modelfile":
+                (tmp / "gguf").mkdir(exist_ok=True)
+                shutil.copy2(source, tmp / "gguf" / source.name)
+
+
+def _copy_weights(final: Any, run_dir: Path, tmp: Path, base_id: str | None) -> None:
+    """The merged model at the top level (`from_pretrained(repo_id)` loads it); a LoRA adapter in adapter/,
+    naming its base by hub id so `PeftModel.from_pretrained` works on any machine."""
+    model = final.path_of("model", run_dir)
+    for path in sorted(model.iterdir()):
+        if path.is_file():
+            shutil.copy2(path, tmp / path.name)
+    if "adapter" not in final.artifacts:
+        return
+    adapter = tmp / "adapter"
+    shutil.copytree(final.path_of("adapter", run_dir), adapter, symlinks=False)
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_id or Path(str(config.get("base_model_name_or_path"))).name
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def verify_bundle(bundle: Path) -> list[str]:
@@ -228,19 +214,26 @@ def unsafe_entries(bundle: Path) -> list[str]:
     return found
 
 
-def push_to_hub(bundle: Path, repo: str) -> str:
-    from huggingface_hub import HfApi, constants
+def push_to_hub(bundle: Path, repo: str, *, public: bool = False, api: Any = None) -> str:
+    """Upload the bundle as it is on disk (weights at the top level); the repository is private unless
+    `public`. `api` is a `huggingface_hub.HfApi` (made here when not given)."""
+    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         raise OpenRecipeError("cannot push: HF_HUB_OFFLINE is set", fix="unset it and log in with `hf auth login`")
-    api = HfApi()
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
     try:
-        api.whoami(timeout=5)  # fails fast offline or without a token, before anything is uploaded
+        api.whoami()  # fails fast offline or without a token, before anything is uploaded
     except Exception as error:
         raise OpenRecipeError(
             f"cannot reach the Hugging Face Hub or not logged in ({type(error).__name__})",
             fix="check the network and run `hf auth login`; the bundle stays on disk",
         ) from None
-    api.create_repo(repo, exist_ok=True)
-    api.upload_folder(folder_path=str(bundle), repo_id=repo)
+    api.create_repo(repo, repo_type="model", private=not public, exist_ok=True)
+    api.upload_folder(
+        folder_path=str(bundle), repo_id=repo, repo_type="model", commit_message="Publish with openrecipe"
+    )
     return f"https://huggingface.co/{repo}"

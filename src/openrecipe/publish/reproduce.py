@@ -52,7 +52,7 @@ def reproduce(bundle: Path, out: Path, run_bundle: RunBundle) -> list[dict[str, 
             )
         if final is not None and stage.id == final.id:
             weights = {k: v for k, v in sha256_tree(stage.path_of("model", out)).items() if k.endswith(".safetensors")}
-            published = {k: v for k, v in sha256_tree(bundle / "model").items() if k.endswith(".safetensors")}
+            published = published_weights(bundle)
             same = bool(weights) and weights == published
             checks.append(
                 {
@@ -74,6 +74,16 @@ def reproduce(bundle: Path, out: Path, run_bundle: RunBundle) -> list[dict[str, 
     if len(checks) == 1:
         raise OpenRecipeError("the bundle's run has nothing to compare (no data, training or evaluation stages)")
     return checks
+
+
+def published_weights(bundle: Path) -> dict[str, str]:
+    """SHA-256 of the bundle's weight files: at the top level, or in model/ in bundles made before the Hub
+    layout (both reproduce)."""
+    if (bundle / "model" / "config.json").is_file():
+        tree = sha256_tree(bundle / "model")
+    else:
+        tree = {path.name: sha256_file(path) for path in bundle.glob("*.safetensors") if path.is_file()}
+    return {name: digest for name, digest in tree.items() if name.endswith(".safetensors")}
 
 
 def _scores(board: dict[str, Any]) -> list[Any]:

@@ -63,7 +63,7 @@ def run_recipe(
     keys: dict[str, str] = {}
     inputs: dict[str, Any] = {}
     started = time.perf_counter()
-    common = recipe.model_dump(mode="json", exclude={"stages", "name", "description", "sweep", "ladder"})
+    common = recipe.model_dump(mode="json", exclude={"stages", "name", "description", "license", "sweep", "ladder"})
     base_files = _input_files(recipe.base_model, recipe_dir) + _input_files(recipe.chat_template, recipe_dir)
     chat_template = recipe_chat_template(recipe, recipe_dir)
     base_location = resolve_location(recipe.base_model, recipe_dir) if _is_location(recipe.base_model) else "default"

@@ -33,6 +33,12 @@ from openrecipe.sweep.config import SweepSettings
 class RecipeBase(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Short name of the recipe")
     description: str | None = None
+    license: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9.+-]*$",
+        description="License of the published model, as a Hub license id (apache-2.0, mit, llama3.1, other, ...); "
+        "`publish` refuses a run without one",
+    )
     seed: int = Field(0, ge=0, description="Seeds data shuffling, initialization and sampling")
     base_model: BaseModelReference = Field(
         "default",

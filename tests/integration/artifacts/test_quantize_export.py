@@ -166,3 +166,22 @@ def test_export_stage_calibrates_on_an_earlier_stage(tmp_path, tiny_model_dir):
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "run" / "export" / "gguf.json").read_text())["q4_k_m"]
     assert info["imatrix_tensors"] == 15 and info["calibration_tokens"] > 10
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_k_quant_fallbacks_are_counted_and_their_chatter_goes_to_the_log(tmp_path, tiny_model_dir, capfd):
+    from openrecipe.export.llama_quantize import fallback_line
+
+    files = export_gguf(tiny_model_dir, tmp_path, ["q4_k_m"], name="tiny")
+    row = files["q4_k_m"]
+    terminal = capfd.readouterr()
+    log = (tmp_path / "native.log").read_text()
+    # hidden size 64: no row of a 2-D weight divides into 256-column K-quant blocks
+    assert row["fallback_tensors"] > 0 and row["fallback_tensors"] <= row["quantized_tensors"]
+    assert log.count("using fallback quantization") == row["fallback_tensors"]
+    assert row["fallback_divisors"] == [256]
+    assert "fallback" not in terminal.out + terminal.err
+    line = fallback_line(row)
+    assert line.startswith(f"{row['fallback_tensors']} of {row['quantized_tensors']} tensors used a fallback type")
+    assert line.endswith("(rows not divisible by 256)")
+    assert export_gguf(tiny_model_dir, tmp_path / "q8", ["q8_0"], name="tiny")["q8_0"].get("fallback_tensors", 0) == 0
