@@ -202,3 +202,13 @@ def test_a_gguf_without_a_template_is_served_with_the_one_named(project, tmp_pat
             )
     finally:
         engine.close()
+
+
+def test_export_from_the_command_line_writes_the_named_template(project, tmp_path):
+    out = tmp_path / "export"
+    command = ["export", project / "base", "--out", out, "--gguf", "f16", "--name", "base", "--chat-template", "chatml"]
+    result = CliRunner().invoke(app, [str(part) for part in command])
+    assert result.exit_code == 0, result.output
+    assert _gguf_template(out / "base-f16.gguf") == CHATML
+    assert "<|im_start|>{{ .Role }}" in (out / "Modelfile").read_text()
+    assert not folder_has_chat_template(project / "base")

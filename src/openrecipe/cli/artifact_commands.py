@@ -49,13 +49,16 @@ def quantize(
     method: str = typer.Option(
         "int8", "--method", help="int8 (per-group) or int8_row (faster CPU decode); for 4-bit: export --gguf q4_k_m."
     ),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="Write this template into the output: a built-in name or a .jinja file."
+    ),
 ) -> None:
     from openrecipe.models.materialize import materialize
     from openrecipe.quantize.torchao_backend import check_method, quantize_folder
 
     check_method(method)
     out.mkdir(parents=True, exist_ok=True)
-    quantize_folder(materialize(model, out), out / method, method)
+    quantize_folder(materialize(_with_template(model, chat_template), out), out / method, method)
     console.print(f"wrote {out / method}")
 
 
@@ -68,6 +71,9 @@ def export(
     calibration: list[Path] = typer.Option(
         [], "--calibration", help="Text/chat data for llama.cpp's importance matrix (repeat; K-quant types)."
     ),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", help="Write this template into the output: a built-in name or a .jinja file."
+    ),
 ) -> None:
     from openrecipe.export.gguf_export import export_model
     from openrecipe.models.materialize import materialize
@@ -79,7 +85,16 @@ def export(
 
         records = [record for path in calibration for record in load_source(DataSource(path=str(path))).records]
     out.mkdir(parents=True, exist_ok=True)
-    folder = materialize(model, out)
+    folder = materialize(_with_template(model, chat_template), out)
     files = export_model(folder, out, gguf, name=name, calibration_records=records, system_prompt=system)["files"]
     for row in files.values():
         console.print(f"{Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB")
+
+
+def _with_template(model: str, chat_template: str | None):
+    """The model reference, with the template named on the command line (read before any model is loaded)."""
+    from openrecipe.models.refs import resolve_model_ref
+    from openrecipe.models.templates import resolve_chat_template
+
+    template = resolve_chat_template(chat_template) if chat_template is not None else None
+    return resolve_model_ref(model).with_template(template)
