@@ -39,6 +39,7 @@ class _Choice:
     text: str = ""
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finished: Finished | None = None
+    streamed: int = 0  # characters of `text` already sent as content (streaming with tools offered)
 
 
 @dataclass
@@ -51,6 +52,9 @@ class ToolCalling:
         names = {tool["function"]["name"] for tool in self.offered}
         content, calls = tools.parse(text, names, self.family)
         return content, calls if self.parallel else calls[:1]
+
+    def streamable(self, text: str) -> int:
+        return tools.streamable(text, self.family)
 
 
 class Generation:
@@ -279,13 +283,34 @@ def _completion_logprobs(tokens: list[TokenLogprob]) -> dict[str, Any]:
     }
 
 
-def _tool_chunks(generation: Generation, index: int, finished: Finished) -> list[dict[str, Any]]:
-    """The deltas that end a buffered choice when tools are offered: content, then calls, then the reason."""
+def _tool_content(generation: Generation, index: int, text: str) -> dict[str, Any] | None:
+    """The content delta a growing reply can send now: what comes before any possible tool call."""
     assert generation.tool_calling is not None
-    content, calls = generation.tool_calling.split(generation.choices[index].text)
+    choice = generation.choices[index]
+    choice.text += text
+    ready = generation.tool_calling.streamable(choice.text)
+    if ready <= choice.streamed:
+        return None
+    delta, choice.streamed = choice.text[choice.streamed : ready], ready
+    return {"content": delta}
+
+
+def _tool_chunks(generation: Generation, index: int, finished: Finished) -> list[dict[str, Any]]:
+    """The deltas that end a choice when tools are offered: the content not streamed yet, then the calls,
+    then the reason."""
+    assert generation.tool_calling is not None
+    choice = generation.choices[index]
+    content, calls = generation.tool_calling.split(choice.text)
+    sent = choice.text[: choice.streamed]
+    if not calls:
+        rest = choice.text[choice.streamed :]
+    elif content and content.startswith(sent.strip()):
+        rest = content[len(sent.strip()) :]
+    else:
+        rest = ""
     pieces = []
-    if content:
-        pieces.append({"delta": {"content": content}, "reason": None})
+    if rest:
+        pieces.append({"delta": {"content": rest}, "reason": None})
     if calls:
         deltas = [{"index": position, **call} for position, call in enumerate(calls)]
         pieces.append({"delta": {"tool_calls": deltas}, "reason": None})
@@ -332,7 +357,10 @@ async def _stream(request: Request, generation: Generation) -> AsyncIterator[str
                 yield error.sse()
                 return
             if isinstance(event, Delta) and generation.tool_calling is not None:
-                generation.choices[index].text += event.text  # a tool call is known only once it is whole
+                # Content streams up to where a tool call could begin; a call is sent once it is whole.
+                delta = _tool_content(generation, index, event.text)
+                if delta is not None:
+                    yield chunk(index, delta, "", None)
             elif isinstance(event, Finished) and generation.tool_calling is not None:
                 generation.choices[index].finished = event
                 pending -= 1

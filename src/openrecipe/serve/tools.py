@@ -110,6 +110,27 @@ def parse(text: str, names: set[str], template_family: str) -> tuple[str | None,
     return content or None, calls
 
 
+_MARKERS = {"hermes": ("<tool_call>",), "llama3": ("<|python_tag|>", "{")}
+
+
+def streamable(text: str, template_family: str) -> int:
+    """How much of a reply still being written can be streamed as content: everything before the point
+    where a tool call could begin. A reply that opens with `{` may be a bare call and is held whole; a
+    trailing partial marker (`<tool_`) is held until the next token shows what it is."""
+    body = text.lstrip()
+    if not body or body.startswith("{"):
+        return 0
+    markers = _MARKERS.get(template_family, _MARKERS["hermes"])
+    found = [index for index in (text.find(marker) for marker in markers) if index >= 0]
+    if found:
+        return min(found)
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(text)), 0, -1):
+            if text.endswith(marker[:size]):
+                return len(text) - size
+    return len(text)
+
+
 def _json_object(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text)

@@ -74,3 +74,39 @@ def test_call_schema_pins_the_name_and_the_arguments_schema():
     one = tools.call_schema(offered, "add")
     assert one["properties"]["name"] == {"const": "add"} and one["properties"]["arguments"]["properties"]["a"]
     assert len(tools.call_schema(offered, None)["anyOf"]) == 2
+
+
+def _stream(text: str, family: str, step: int = 3) -> tuple[list[str], list[dict]]:
+    """Feed `text` in small pieces through the server's streaming path; (content deltas, final deltas)."""
+    from types import SimpleNamespace
+
+    from openrecipe.serve.completions import Finished, Prompt, ToolCalling, _Choice, _tool_chunks, _tool_content
+
+    generation = SimpleNamespace(
+        tool_calling=ToolCalling([{"function": {"name": n}} for n in NAMES], family, True),
+        choices=[_Choice(0, Prompt([]))],
+    )
+    deltas = []
+    for start in range(0, len(text), step):
+        delta = _tool_content(generation, 0, text[start : start + step])
+        if delta is not None:
+            deltas.append(delta["content"])
+    return deltas, _tool_chunks(generation, 0, Finished("stop", 0, 0))
+
+
+def test_content_streams_before_a_call_and_the_call_arrives_whole():
+    text = 'Let me check the weather.\n<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+    deltas, final = _stream(text, "hermes")
+    assert len(deltas) > 3 and "".join(deltas) == "Let me check the weather.\n"  # no marker piece leaks
+    assert all("<" not in piece for piece in deltas)
+    calls = [d["delta"]["tool_calls"] for d in final if "tool_calls" in d["delta"]]
+    assert calls[0][0]["function"]["name"] == "get_weather" and final[-1]["reason"] == "tool_calls"
+
+
+def test_plain_text_streams_whole_and_a_bare_call_is_held():
+    text = "A reply that mentions <tool and braces {like this} but calls nothing."
+    deltas, final = _stream(text, "hermes")
+    assert "".join(deltas) + "".join(d["delta"].get("content", "") for d in final) == text
+    assert final[-1]["reason"] == "stop" and len(deltas) > 3
+    deltas, final = _stream('{"name": "add", "arguments": {"a": 1}}', "llama3")
+    assert deltas == [] and final[0]["delta"]["tool_calls"][0]["function"]["name"] == "add"
