@@ -78,20 +78,23 @@ def _llama_log_to(log_path: Path) -> Iterator[io.StringIO]:
             handle.write(buffer.getvalue())
 
 
-_FALLBACK = re.compile(r"not divisible by (\d+), required for (\w+)\s*-\s*using fallback quantization (\w+)")
-_PROGRESS = re.compile(r"\[\s*\d+/\s*(\d+)\]")
+# One line per tensor that got another type; llama.cpp has worded it two ways:
+#   "warning: blk.0.attn_k.weight - ncols 64 not divisible by 256 (required for type q4_K) -> falling back to q5_0"
+#   "tensor cols 64 x 64 are not divisible by 256, required for q4_K - using fallback quantization q5_0"
+_FALLBACK = re.compile(
+    r"not divisible by (\d+)(?: \(|, )required for (?:type )?(\w+)\)? ?"
+    r"(?:-> falling back to|- using fallback quantization) (\w+)"
+)
 _TOTAL = re.compile(r"(\d+) of (\d+) tensor\(s\) required fallback")
 
 
 def fallback_summary(log: str) -> dict[str, Any]:
     """How many tensors llama.cpp gave a fallback type, out of how many, and why (from its log)."""
     found = _FALLBACK.findall(" ".join(log.split()))
-    totals = [int(total) for total in _PROGRESS.findall(log)]
     summary = _TOTAL.search(log)
-    tensors = max(totals) if totals else int(summary.group(2)) if summary else 0
     return {
-        "quantized_tensors": tensors,
-        "fallback_tensors": len(found) if found else int(summary.group(1)) if summary else 0,
+        "quantized_tensors": int(summary.group(2)) if summary else 0,
+        "fallback_tensors": int(summary.group(1)) if summary else len(found),
         "fallback_types": dict(Counter(f"{wanted}->{used}" for _, wanted, used in found)),
         "fallback_divisors": sorted({int(divisor) for divisor, _, _ in found}),
     }
