@@ -66,17 +66,33 @@ def case(kind: str, reference: str) -> dict:
             "probes": {"identity": False},
             "tokenize": {"max_length": 64},
         },
-        "cpt": {"kind": "cpt", "model": reference, "domain": [{"path": "stage:data"}], "replay_ratio": 0,
-                "block_size": 32, "train": TRAIN},
+        "cpt": {
+            "kind": "cpt",
+            "model": reference,
+            "domain": [{"path": "stage:data"}],
+            "replay_ratio": 0,
+            "block_size": 32,
+            "train": TRAIN,
+        },
         "generate": {"kind": "generate", "model": reference, "prompts": ["hi"], "max_new_tokens": 2},
         "quantize": {"kind": "quantize", "model": reference, "methods": ["int8"]},
         "export": {"kind": "export", "model": reference, "gguf": ["q8_0"]},
         # A copy of the base model is the merge's base, so no form names the same model twice.
-        "merge": {"kind": "merge", "method": "linear", "base": "models/tiny-copy",
-                  "models": [{"model": reference, "weight": 0.5}]},
+        "merge": {
+            "kind": "merge",
+            "method": "linear",
+            "base": "models/tiny-copy",
+            "models": [{"model": reference, "weight": 0.5}],
+        },
         "eval": {"kind": "eval", "variants": [{"name": "v", "model": reference}], "tests": ["t.jsonl"]},
-        "parity": {"kind": "parity", "reference": reference, "artifacts": [{"name": "a", "model": "stage:tuned"}],
-                   "max_new_tokens": 2, "on_regression": "warn", "identity_prompts": False},
+        "parity": {
+            "kind": "parity",
+            "reference": reference,
+            "artifacts": [{"name": "a", "model": "stage:tuned"}],
+            "max_new_tokens": 2,
+            "on_regression": "warn",
+            "identity_prompts": False,
+        },
     }[kind]
 
 
@@ -95,14 +111,24 @@ def project(tmp_path_factory, tiny_model_dir) -> Path:
     (root / "hf" / "hub" / "models--owner--name" / "refs").mkdir()
     (root / "hf" / "hub" / "models--owner--name" / "refs" / "main").write_text(HUB_SNAPSHOT)
     rows = [
-        {"messages": [{"role": "user", "content": f"What is item {i}?"},
-                      {"role": "assistant", "content": f"Item {i} is widget number {i}."}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"What is item {i}?"},
+                {"role": "assistant", "content": f"Item {i} is widget number {i}."},
+            ]
+        }
         for i in range(12)
     ]
     (folder / "faq.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     tests = [
-        {"id": f"i{i}", "prompt": f"What is item {i}?", "references": [f"widget number {i}"],
-         "metric": "contains", "domain": "faq", "max_new_tokens": 4}
+        {
+            "id": f"i{i}",
+            "prompt": f"What is item {i}?",
+            "references": [f"widget number {i}"],
+            "metric": "contains",
+            "domain": "faq",
+            "max_new_tokens": 4,
+        }
         for i in range(3)
     ]
     (folder / "t.jsonl").write_text("".join(json.dumps(row) + "\n" for row in tests))
