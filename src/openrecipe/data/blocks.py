@@ -96,6 +96,15 @@ def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens. A fast tokenizer without truncation or padding set is
+    called directly: the ids are the same, without building a `BatchEncoding` (a quarter of the time)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.truncation is not None or backend.padding is not None:
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+
+
 def pack_texts_to_disk(
     tokenizer, texts: Iterable[str], block_size: int, folder: Path, *, batch_documents: int = 256
 ) -> tuple[PackedBlocks, TokenizeStats]:
@@ -112,7 +121,7 @@ def pack_texts_to_disk(
     with open(folder / IDS_FILE, "wb") as ids_file, open(folder / POSITIONS_FILE, "wb") as positions_file:
         for batch in _batches(texts, batch_documents):
             stats.examples_in += len(batch)
-            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+            encoded = _encode(tokenizer, batch)
             ending = [eos] if eos is not None else []
             documents = [np.asarray(ids + ending, dtype=np.uint32) for ids in encoded]
             lengths = np.fromiter((len(d) for d in documents), dtype=np.int64, count=len(documents))

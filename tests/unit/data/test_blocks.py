@@ -6,6 +6,7 @@ from openrecipe.data.tokenize import pack_texts
 
 def test_disk_packing_matches_memory_packing(tokenizer, tmp_path):
     texts = [f"Document {index}: " + "words and more words " * (index % 7 + 1) for index in range(60)]
+    texts[5] = "<|im_end|> 你好 🙂 def f(x):\n    return x  # special-token text and any script"
     expected, expected_stats = pack_texts(tokenizer, texts, 32)
     blocks, stats = pack_texts_to_disk(tokenizer, iter(texts), 32, tmp_path / "blocks", batch_documents=7)
     assert len(blocks) == len(expected) > 10
