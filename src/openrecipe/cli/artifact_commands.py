@@ -76,6 +76,7 @@ def export(
     ),
 ) -> None:
     from openrecipe.export.gguf_export import export_model
+    from openrecipe.export.llama_quantize import fallback_line
     from openrecipe.models.materialize import materialize
 
     records = None
@@ -88,7 +89,10 @@ def export(
     folder = materialize(_with_template(model, chat_template), out)
     files = export_model(folder, out, gguf, name=name, calibration_records=records, system_prompt=system)["files"]
     for row in files.values():
-        console.print(f"{Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB")
+        fallbacks = fallback_line(row)  # llama.cpp's per-tensor lines are in native.log beside the files
+        console.print(
+            f"{Path(row['path']).name}: {row['size_bytes'] / 1e6:.1f} MB" + (f"; {fallbacks}" if fallbacks else "")
+        )
 
 
 def _with_template(model: str, chat_template: str | None):

@@ -128,6 +128,9 @@ def test_export_command_with_calibration_data(tmp_path, tiny_model_dir):
     info = json.loads((tmp_path / "out" / "gguf.json").read_text())["q4_k_m"]
     assert info["calibration_tokens"] > 0 and info["imatrix_tensors"] == 15
     assert (tmp_path / "out" / "Modelfile").is_file()
+    # one summary line for the K-quant fallbacks; llama.cpp's own lines are in the log, not the output
+    assert f"{info['fallback_tensors']} of {info['quantized_tensors']} tensors used a fallback type" in result.output
+    assert "falling back" not in result.output and "falling back" in (tmp_path / "out" / "native.log").read_text()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
