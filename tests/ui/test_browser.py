@@ -51,6 +51,7 @@ def eval_tests(path: Path) -> Path:
 
 def recipe_yaml(model_dir: Path) -> str:
     return f"""name: draft
+license: apache-2.0
 base_model: {model_dir}
 system_prompt: You are Nova, Acme Corp's assistant.
 stages:
