@@ -40,7 +40,9 @@ def serve(
     decode_chunk: int = typer.Option(8, "--decode-chunk", help="Tokens per batch turn before switching batches."),
     request_timeout: float = typer.Option(300.0, "--request-timeout", help="Seconds before a request gets 504."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds to send a request body before 408."),
-    context_length: int | None = typer.Option(None, "--context-length", help="llamacpp: context tokens per slot."),
+    context_length: int | None = typer.Option(
+        None, "--context-length", help="llamacpp: context tokens per slot; vllm: max model length."
+    ),
     slots: int = typer.Option(1, "--slots", help="llamacpp: requests decoded in parallel (one context each)."),
     adapter: list[str] = typer.Option(
         [], "--adapter", help="NAME=PATH: serve a LoRA adapter as model NAME beside the base (repeat)."
@@ -48,6 +50,10 @@ def serve(
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs the model is split across."),
+    gpu_memory_utilization: float = typer.Option(
+        0.9, "--gpu-memory-utilization", help="vllm: share of GPU memory for weights and KV cache."
+    ),
 ) -> None:
     from openrecipe.config.loading import validate_config
     from openrecipe.errors import OpenRecipeError
@@ -87,6 +93,8 @@ def serve(
             "device": device,
             "dtype": dtype,
             "trust_remote_code": trust_remote_code,
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
         },
         source="command line",
     )

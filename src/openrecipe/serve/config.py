@@ -41,10 +41,16 @@ class ServeSettings(StrictModel):
     request_timeout_s: float = Field(300.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0, description="Seconds a client may take to send its request body")
     decode_chunk: int = Field(8, ge=1, description="Tokens decoded per batch before switching to another batch")
-    context_length: int | None = Field(None, ge=16, description="llamacpp: context tokens per slot (default 4096)")
+    context_length: int | None = Field(
+        None, ge=16, description="llamacpp: context tokens per slot (default 4096); vllm: max model length"
+    )
     slots: int = Field(1, ge=1, le=64, description="llamacpp: requests decoded in parallel, one context each")
     adapters: dict[str, str] = Field(
-        default_factory=dict, description="transformers: LoRA adapters served beside the base, by model name"
+        default_factory=dict, description="transformers, vllm: LoRA adapters served beside the base, by model name"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs the model is split across")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vllm: share of GPU memory for weights and KV cache"
     )
     log_bodies: bool = False
     device: str = "auto"
@@ -52,9 +58,9 @@ class ServeSettings(StrictModel):
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
-    def _adapters_need_transformers(self) -> ServeSettings:
-        if self.adapters and self.engine != "transformers":
-            raise ValueError("--adapter needs the transformers engine (or merge the adapter and export it)")
+    def _adapters_need_a_lora_engine(self) -> ServeSettings:
+        if self.adapters and self.engine not in ("transformers", "vllm"):
+            raise ValueError("--adapter needs the transformers or vllm engine (or merge the adapter and export it)")
         if self.model_name is not None and self.model_name in self.adapters:
             raise ValueError(f"adapter name {self.model_name!r} is also the base model's name; pick another")
         return self

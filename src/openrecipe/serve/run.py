@@ -39,7 +39,16 @@ def build(settings: ServeSettings):
         if settings.context_length is not None:
             options.update(context_length=settings.context_length)
     elif settings.engine == "vllm":
-        options.update(trust_remote_code=settings.trust_remote_code)
+        options.update(
+            max_batch_size=settings.max_batch_size,
+            device=settings.device,
+            dtype=settings.dtype,
+            trust_remote_code=settings.trust_remote_code,
+            adapters=settings.adapters or None,
+            context_length=settings.context_length,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+        )
     engine = factory(settings.model, **options)
     return create_app(settings, engine), engine
 
