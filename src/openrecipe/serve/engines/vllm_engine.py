@@ -249,7 +249,8 @@ class VllmEngine:
         self._thread = threading.Thread(target=self._loop.run_forever, name="openrecipe-vllm", daemon=True)
         self._thread.start()
         self._live: dict[str, tuple[GenerationRequest, asyncio.Task]] = {}
-        self._stats = {"requests": 0, "generated_tokens": 0, "failed_requests": 0}
+        self._stats = {"requests": 0, "generated_tokens": 0, "failed_requests": 0, "max_batch_size_seen": 0}
+        self._decoding: set[str] = set()  # requests vLLM has begun answering and not finished: its running batch
         try:
             self.engine = self._call(self._start(arguments))
         except BaseException:
@@ -335,6 +336,8 @@ class VllmEngine:
             )
             prompt = TokensPrompt(prompt_token_ids=list(request.prompt_ids))
             async for output in self.engine.generate(prompt, params, request_id, lora_request=lora):
+                self._decoding.add(request_id)
+                self._stats["max_batch_size_seen"] = max(self._stats["max_batch_size_seen"], len(self._decoding))
                 state.prompt(output.prompt_logprobs)
                 completion = output.outputs[0]
                 self._stats["generated_tokens"] += len(completion.token_ids)
@@ -350,6 +353,7 @@ class VllmEngine:
             request.emit(Failed(f"vLLM failed: {type(error).__name__}: {error}"))
         finally:
             self._live.pop(request_id, None)
+            self._decoding.discard(request_id)
             await self._release(request.adapter)
 
     async def _reap_cancelled(self) -> None:
