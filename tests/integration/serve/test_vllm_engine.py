@@ -113,8 +113,8 @@ def client(server):
 
 
 def test_every_vllm_argument_we_build_is_accepted_by_vllm(vllm_model_dir):
-    from vllm import AsyncEngineArgs, SamplingParams
-    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
     from openrecipe.serve.engines.base import GenerationRequest
     from openrecipe.serve.engines.vllm_engine import engine_arguments, sampling_arguments

@@ -120,6 +120,12 @@ def test_engine_arguments_pass_every_serve_flag():
     assert "max_model_len" not in plain and "enable_lora" not in plain  # vLLM's own defaults: the model's length
 
 
+def test_unknown_dtype_is_refused_before_vllm_starts():
+    with pytest.raises(OpenRecipeError, match="bf16") as raised:
+        engine_arguments("/models/m", dtype="bf16")
+    assert "bfloat16" in raised.value.fix
+
+
 @pytest.mark.parametrize(("ranks", "slot"), [([1], 8), ([8], 8), ([9, 2], 16), ([300], 320), ([], 8)])
 def test_lora_slot_rank_is_the_smallest_vllm_rank_that_fits(ranks, slot):
     assert lora_slot_rank(ranks) == slot

@@ -65,6 +65,10 @@ def engine_arguments(
     max_loras: int = 0,
 ) -> dict[str, Any]:
     """Keyword arguments for vLLM's `AsyncEngineArgs` from the serve settings."""
+    from openrecipe.models.device import DTYPES
+
+    if dtype != "auto" and dtype not in DTYPES:
+        raise OpenRecipeError(f"unknown dtype {dtype!r}", where="--dtype", fix=f"use one of: auto, {', '.join(DTYPES)}")
     arguments: dict[str, Any] = {
         "model": model_path,
         "tokenizer": model_path,
@@ -263,7 +267,7 @@ class VllmEngine:
         self._reaper = asyncio.run_coroutine_threadsafe(self._reap_cancelled(), self._loop)
 
     async def _start(self, arguments: dict[str, Any]):
-        from vllm import AsyncEngineArgs
+        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         return AsyncLLM.from_engine_args(AsyncEngineArgs(**arguments))
@@ -320,8 +324,8 @@ class VllmEngine:
         self._live[request_id] = (request, task)
 
     async def _generate(self, request: GenerationRequest, request_id: str) -> None:
-        from vllm import SamplingParams, TokensPrompt
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
         state = StreamState(request, self._decode_one)
         self._stats["requests"] += 1
