@@ -117,7 +117,12 @@ def test_every_vllm_argument_we_build_is_accepted_by_vllm(vllm_model_dir):
     from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
     from openrecipe.serve.engines.base import GenerationRequest
-    from openrecipe.serve.engines.vllm_engine import engine_arguments, sampling_arguments
+    from openrecipe.serve.engines.vllm_engine import (
+        JsonSchemaConstraint,
+        engine_arguments,
+        sampling_arguments,
+        structured_outputs,
+    )
 
     AsyncEngineArgs(**engine_arguments(str(vllm_model_dir), context_length=512, lora_ranks=[8], max_loras=2))
     request = GenerationRequest(
@@ -126,7 +131,7 @@ def test_every_vllm_argument_we_build_is_accepted_by_vllm(vllm_model_dir):
     SamplingParams(
         **sampling_arguments(request),
         output_kind=RequestOutputKind.DELTA,
-        structured_outputs=StructuredOutputsParams(json=json.dumps({"type": "object"})),
+        structured_outputs=structured_outputs(JsonSchemaConstraint('{"type": "object"}'), StructuredOutputsParams),
     )
 
 

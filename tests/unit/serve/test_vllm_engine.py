@@ -14,12 +14,14 @@ from openrecipe.errors import OpenRecipeError
 from openrecipe.serve.config import ServeSettings
 from openrecipe.serve.engines.base import Delta, Finished, GenerationRequest
 from openrecipe.serve.engines.vllm_engine import (
+    JsonSchemaConstraint,
     StreamState,
     adapter_rank,
     engine_arguments,
     finish_reason,
     lora_slot_rank,
     sampling_arguments,
+    structured_outputs,
     token_logprobs,
 )
 
@@ -113,9 +115,10 @@ def test_engine_arguments_pass_every_serve_flag():
         "max_model_len": 2048,
         "max_num_seqs": 16,
         "enable_lora": True,
-        "max_loras": 2,
+        "max_loras": 4,  # room for adapters loaded at run time
         "max_lora_rank": 16,
     }
+    assert engine_arguments("/m", lora_ranks=[8] * 6, max_loras=6)["max_loras"] == 6
     plain = engine_arguments("/models/m")
     assert "max_model_len" not in plain and "enable_lora" not in plain  # vLLM's own defaults: the model's length
 
@@ -142,6 +145,18 @@ def test_adapter_rank_reads_the_peft_config(tmp_path):
     assert adapter_rank(str(tmp_path)) == 12
     with pytest.raises(OpenRecipeError, match="adapter_config.json"):
         adapter_rank(str(tmp_path / "missing"))
+
+
+def test_structured_outputs_ask_vllm_for_compact_json_under_the_schema():
+    @dataclass
+    class StructuredOutputsParams:  # the two fields of vllm.sampling_params.StructuredOutputsParams we set
+        json: str
+        disable_any_whitespace: bool
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    params = structured_outputs(JsonSchemaConstraint(json.dumps(schema)), StructuredOutputsParams)
+    assert json.loads(params.json) == schema and params.disable_any_whitespace
+    assert structured_outputs(None, StructuredOutputsParams) is None
 
 
 def test_finish_reasons():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import threading
 import uuid
@@ -39,6 +40,7 @@ from openrecipe.serve.engines.base import (
 
 # vLLM's LoRA slots take one of these ranks (vllm/config/lora.py `MaxLoRARanks`).
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+MIN_LORA_SLOTS = 4  # adapters one batch may mix (vLLM `max_loras`), at least
 CANCEL_POLL_S = 0.05  # how often cancelled requests are looked for (the front end sets an Event)
 
 
@@ -83,7 +85,10 @@ def engine_arguments(
     if max_batch_size is not None:
         arguments["max_num_seqs"] = max_batch_size
     if max_loras:
-        arguments.update(enable_lora=True, max_loras=max_loras, max_lora_rank=lora_slot_rank(lora_ranks))
+        # room for adapters loaded at run time to share a batch with the ones served from the start
+        arguments.update(
+            enable_lora=True, max_loras=max(max_loras, MIN_LORA_SLOTS), max_lora_rank=lora_slot_rank(lora_ranks)
+        )
     return arguments
 
 
@@ -129,6 +134,14 @@ def sampling_arguments(request: GenerationRequest) -> dict[str, Any]:
         "prompt_logprobs": (request.logprobs or 0) if request.prompt_logprobs else None,
         "skip_special_tokens": True,
     }
+
+
+def structured_outputs(grammar: JsonSchemaConstraint | None, params_class):
+    """vLLM's `StructuredOutputsParams` for a request's schema: compact JSON, as the transformers engine decodes
+    (with free whitespace a weak model can spend its whole budget on spaces and never close the object)."""
+    if grammar is None:
+        return None
+    return params_class(json=grammar.schema_json, disable_any_whitespace=True)
 
 
 def finish_reason(vllm_reason: str | None) -> str:
@@ -238,6 +251,8 @@ class VllmEngine:
         self._users: dict[str, int] = {}
         self._next_lora_id = 1
         self._lora_enabled = bool(adapters)
+        ranks = [adapter_rank(path) for path in adapters.values()]
+        self._lora_rank = lora_slot_rank(ranks)
         arguments = engine_arguments(
             source,
             dtype=dtype,
@@ -246,7 +261,7 @@ class VllmEngine:
             max_batch_size=max_batch_size,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
-            lora_ranks=[adapter_rank(path) for path in adapters.values()],
+            lora_ranks=ranks,
             max_loras=len(adapters),
         )
         self._loop = asyncio.new_event_loop()
@@ -304,11 +319,17 @@ class VllmEngine:
     def _decode_one(self, token: int) -> str:
         return self.tokenizer.decode([token])
 
-    def compile_json_schema(self, schema: dict[str, Any]) -> JsonSchemaConstraint:
-        """Checked with llguidance (which vLLM also ships) so an unusable schema is a 400, not a failed request."""
+    @functools.cached_property
+    def _grammars(self):
         from openrecipe.serve.engines.structured import JsonGrammars
 
-        JsonGrammars(self.tokenizer, self.vocab_size).compile(schema)
+        return JsonGrammars(self.tokenizer, self.vocab_size)
+
+    def compile_json_schema(self, schema: dict[str, Any]) -> JsonSchemaConstraint:
+        """Checked with llguidance (one of vLLM's structured-output backends, and the one vLLM falls back to for
+        schemas xgrammar cannot take) so an unusable schema is a 400 naming response_format, not a failed
+        request."""
+        self._grammars.compile(schema)
         return JsonSchemaConstraint(json.dumps(schema))
 
     # -- requests --------------------------------------------------------------------------------------
@@ -334,9 +355,7 @@ class VllmEngine:
             params = SamplingParams(
                 **sampling_arguments(request),
                 output_kind=RequestOutputKind.DELTA,
-                structured_outputs=(
-                    StructuredOutputsParams(json=request.grammar.schema_json) if request.grammar is not None else None
-                ),
+                structured_outputs=structured_outputs(request.grammar, StructuredOutputsParams),
             )
             prompt = TokensPrompt(prompt_token_ids=list(request.prompt_ids))
             async for output in self.engine.generate(prompt, params, request_id, lora_request=lora):
@@ -392,9 +411,22 @@ class VllmEngine:
         async def load() -> None:
             from vllm.lora.request import LoRARequest
 
+            try:
+                rank = adapter_rank(path)
+            except OpenRecipeError as error:
+                raise ValueError(error.what) from None
+            if rank > self._lora_rank:
+                raise ValueError(
+                    f"the adapter has LoRA rank {rank}; this server's LoRA slots hold rank {self._lora_rank} "
+                    "(the largest rank among the --adapter folders it was started with)"
+                )
             lora = LoRARequest(lora_name=name, lora_int_id=self._next_lora_id, lora_path=str(path))
             self._next_lora_id += 1
-            if not await self.engine.add_lora(lora):
+            try:
+                loaded = await self.engine.add_lora(lora)
+            except Exception as error:  # vLLM raises several types for a folder it cannot use
+                raise ValueError(f"vLLM cannot load the adapter: {error}") from None
+            if not loaded:
                 raise ValueError(f"vLLM did not load the adapter at {path}")
             self._lora_ids[name] = lora
 
