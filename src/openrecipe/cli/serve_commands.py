@@ -36,7 +36,9 @@ def serve(
     max_tokens_cap: int = typer.Option(1024, "--max-tokens-cap", help="Requests asking for more get 400."),
     default_max_tokens: int = typer.Option(256, "--default-max-tokens", help="max_tokens when a request omits it."),
     max_concurrent: int = typer.Option(32, "--max-concurrent", help="In-flight requests beyond this get 429."),
-    max_batch_size: int = typer.Option(8, "--max-batch-size", help="Requests decoded together in one batch."),
+    max_batch_size: int | None = typer.Option(
+        None, "--max-batch-size", help="Requests decoded together (transformers: 8; vllm: vLLM's max_num_seqs)."
+    ),
     decode_chunk: int = typer.Option(8, "--decode-chunk", help="Tokens per batch turn before switching batches."),
     request_timeout: float = typer.Option(300.0, "--request-timeout", help="Seconds before a request gets 504."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds to send a request body before 408."),

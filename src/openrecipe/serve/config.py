@@ -37,7 +37,9 @@ class ServeSettings(StrictModel):
     max_tokens_cap: int = Field(1024, ge=1, description="Upper bound on max_tokens for any request")
     default_max_tokens: int = Field(256, ge=1)
     max_concurrent: int = Field(32, ge=1, description="In-flight requests beyond this get 429")
-    max_batch_size: int = Field(8, ge=1)
+    max_batch_size: int | None = Field(
+        None, ge=1, description="Requests decoded together (default: 8 on transformers, vLLM's own on vllm)"
+    )
     request_timeout_s: float = Field(300.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0, description="Seconds a client may take to send its request body")
     decode_chunk: int = Field(8, ge=1, description="Tokens decoded per batch before switching to another batch")

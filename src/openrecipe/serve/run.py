@@ -27,7 +27,7 @@ def build(settings: ServeSettings):
         options["chat_template"] = resolve_chat_template(settings.chat_template)  # read once, before loading
     if settings.engine == "transformers":
         options.update(
-            max_batch_size=settings.max_batch_size,
+            max_batch_size=settings.max_batch_size or 8,
             decode_chunk=settings.decode_chunk,
             device=settings.device,
             dtype=settings.dtype,
