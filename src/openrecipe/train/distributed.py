@@ -73,12 +73,6 @@ def fsdp2_shard(model: torch.nn.Module, root: torch.nn.Module | None = None) -> 
     return fully_shard(root if root is not None else model)
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return any(isinstance(module, FSDPModule) for module in model.modules())
-
-
 def most_across_ranks(count: int) -> int:
     """The largest `count` any rank holds (collective)."""
     value = torch.tensor([count])

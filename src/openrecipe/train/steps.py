@@ -88,14 +88,6 @@ def tensorboard_writer(folder: Path):
     return SummaryWriter(str(folder))
 
 
-class NullContext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def append_row(path: Path, row: dict[str, Any], is_main: bool) -> None:
     if is_main:
         with open(path, "a", encoding="utf-8") as handle:
