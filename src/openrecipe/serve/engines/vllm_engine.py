@@ -277,9 +277,9 @@ class VllmEngine:
             raise
         # AsyncLLM.model_config (v1); max_model_len is what vLLM settled on (the flag, or the model's own limit)
         self.context_length = int(self.engine.model_config.max_model_len)
+        self._reaper = asyncio.run_coroutine_threadsafe(self._reap_cancelled(), self._loop)
         for name, path in adapters.items():
             self._register_adapter(name, path)
-        self._reaper = asyncio.run_coroutine_threadsafe(self._reap_cancelled(), self._loop)
 
     async def _start(self, arguments: dict[str, Any]):
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -389,10 +389,21 @@ class VllmEngine:
 
     # -- adapters --------------------------------------------------------------------------------------
     def _register_adapter(self, name: str, path: str) -> None:
+        """Load a startup adapter now, so a folder vLLM cannot use stops the server before it listens."""
         from vllm.lora.request import LoRARequest
 
-        self._lora_ids[name] = LoRARequest(lora_name=name, lora_int_id=self._next_lora_id, lora_path=str(path))
+        lora = LoRARequest(lora_name=name, lora_int_id=self._next_lora_id, lora_path=str(path))
         self._next_lora_id += 1
+        try:
+            self._call(self.engine.add_lora(lora))
+        except Exception as error:  # vLLM raises several types for a folder it cannot use
+            self.close()
+            raise OpenRecipeError(
+                f"vLLM cannot load adapter {name!r} from {path}: {error}",
+                where="--adapter",
+                fix="pass a PEFT LoRA folder whose target modules vLLM supports for this model",
+            ) from None
+        self._lora_ids[name] = lora
 
     def _lora_request(self, adapter: str | None):
         if adapter is None:
