@@ -136,7 +136,10 @@ def test_data_to_download_surviving_refresh_and_restart(browser, ui_factory, tin
     page.wait_for_function(f"+document.body.dataset.connections > {connections}")  # EventSource reconnected
     reattach_s = time.perf_counter() - restarted
     assert _alive(job["pid"]), "restart the ui while the run is still going"
-    page.locator("#run-state[data-state=finished]").wait_for()
+    ended = "['finished', 'failed', 'stopped', 'exited'].includes(document.getElementById('run-state').dataset.state)"
+    page.wait_for_function(ended)  # a failed run ends the wait too (the page has no time limit)
+    state = page.get_attribute("#run-state", "data-state")
+    assert state == "finished", (run_dir / "run.log").read_text(encoding="utf-8", errors="replace")[-3000:]
     page.screenshot(path=str(screenshots / "run.png"), full_page=True)
     log_lines = (run_dir / "run.log").read_text(encoding="utf-8", errors="replace").split("\n")[:-1]
     assert page.eval_on_selector("#log", "node => node.textContent").split("\n")[:-1] == log_lines
