@@ -34,7 +34,7 @@ class Machine:
         """`named`: folders the bundle should speak of by role (the run, the recipe's folder)."""
         pairs: dict[str, str] = {}
         for folder, label in [*named.items(), (Path.home(), "~")]:
-            for form in {str(folder), str(folder.resolve())}:
+            for form in {str(folder.absolute()), str(folder.resolve())}:  # never a relative name ("run")
                 if len(form) > 1:
                     pairs[form.rstrip("/")] = label
         user = _user_name()

@@ -99,3 +99,10 @@ def test_the_base_models_hub_id(tmp_path):
     assert base_hub_id(str(cached), None) == "Qwen/Qwen2.5-0.5B"
     (tmp_path / "mine").mkdir()
     assert base_hub_id("mine", tmp_path) is None
+
+
+def test_a_relative_run_folder_is_rewritten_by_its_absolute_path_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    machine = Machine.here({Path("run"): "<run>"})
+    text = f"a run wrote {tmp_path}/run/sft/model"
+    assert machine.rewrite(text, generic_paths=False) == "a run wrote <run>/sft/model"
