@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -131,3 +132,25 @@ def test_data_clean_applies_the_patch_beside_an_input_unless_told_not_to(tmp_pat
     assert cleaned(tmp_path, "out")[1] == ("Reset?", "Use the link.")
     plain = CliRunner().invoke(app, ["data", "clean", str(faq), "--out", str(tmp_path / "plain"), "--no-review"])
     assert plain.exit_code == 2 and f"{faq}:3: answer: empty assistant reply" in plain.output
+
+
+def test_a_bundle_with_the_raw_inputs_carries_the_patch_and_reproduces_the_edits(tmp_path):
+    from openrecipe.data.review import Review
+
+    (tmp_path / "faq.csv").write_text("question,answer\nHours?,9 to 5.\nReset?,\n")
+    Review.load(tmp_path / "faq.csv").set_cells(1, 3, {"answer": "Use the link."}, {"answer": ""})
+    (tmp_path / "recipe.yaml").write_text(RECIPE.replace("../data/faq.csv", "faq.csv") + "license: mit\n")
+    assert run(tmp_path / "recipe.yaml", tmp_path / "run").exit_code == 0
+    raw = tmp_path / "raw"
+    published = CliRunner().invoke(app, ["publish", str(tmp_path / "run"), "--out", str(raw), "--include-raw", "-y"])
+    assert published.exit_code == 0, published.output
+    source = yaml.safe_load((raw / "recipe.yaml").read_text())["stages"][0]["sources"][0]
+    assert source["path"] == "data/faq.csv" and source["review"] == "data/faq.csv.review.json"
+    assert (raw / "data" / "faq.csv.review.json").read_bytes() == (tmp_path / "faq.csv.review.json").read_bytes()
+    reproduced = CliRunner().invoke(app, ["reproduce", str(raw), "--out", str(tmp_path / "rerun")])
+    assert reproduced.exit_code == 0, reproduced.output
+    assert cleaned(tmp_path / "rerun")[1] == ("Reset?", "Use the link.")
+    # Without the raw inputs the patch (it holds the original cells) stays behind too.
+    plain = tmp_path / "plain"
+    assert CliRunner().invoke(app, ["publish", str(tmp_path / "run"), "--out", str(plain)]).exit_code == 0
+    assert not list(plain.rglob("*.review.json"))
