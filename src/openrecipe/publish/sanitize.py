@@ -19,7 +19,7 @@ VERBATIM_NAMES = frozenset({"tokenizer.json", "vocab.json", "merges.txt", "SHA25
 SYSTEM_ACCOUNTS = frozenset({"root", "user", "admin", "runner", "ubuntu", "debian", "ec2-user", "nobody", "app"})
 SYSTEM_FOLDERS = frozenset({"usr", "etc", "dev", "proc", "sys", "bin", "sbin", "lib", "lib64"})
 # An absolute POSIX path of at least two parts, not part of a URL or a longer word.
-_ABSOLUTE = re.compile(r"(?<![\w.:/~<>-])/(?:[\w.@+-]+/)+[\w.@+-]*")
+_ABSOLUTE = re.compile(r"(?<![\w.:/~<>+=-])/(?:[\w.@+-]+/)+[\w.@+-]*")  # not inside base64 (+/)
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,9 @@ def test_a_relative_run_folder_is_rewritten_by_its_absolute_path_only(tmp_path, 
     machine = Machine.here({Path("run"): "<run>"})
     text = f"a run wrote {tmp_path}/run/sft/model"
     assert machine.rewrite(text, generic_paths=False) == "a run wrote <run>/sft/model"
+
+
+def test_embedded_images_and_urls_are_not_paths():
+    machine = Machine((), None)
+    text = '<img src="data:image/png;base64,iVBO+/9k/Qa//x+/w=="> see https://huggingface.co/a/b and <a href="/x/y">'
+    assert machine.rewrite(text, generic_paths=True) == text.replace('"/x/y"', '"<local>/y"')
