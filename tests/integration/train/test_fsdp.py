@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from tests.integration.train.helpers import assert_bitwise_equal, chat_file, losses, run_cli, weights, write_recipe
@@ -142,3 +143,30 @@ def test_deepspeed_where_it_cannot_run_is_a_clear_error(tmp_path, tiny_model_dir
     assert result.returncode == 2, result.stderr[-3000:]
     text = result.stdout + result.stderr
     assert "deepspeed cannot run here" in text and "use strategy: fsdp" in text
+
+
+def test_full_fine_tuning_with_probes_matches_one_process(tmp_path, tiny_model_dir):
+    """Every weight sharded; probes generate mid-run (the root's weights gathered); model/ gathered at the end."""
+    data = chat_file(tmp_path / "chat.jsonl", count=32)
+    recipe = write_recipe(tmp_path, tiny_model_dir, data, epochs=1, method="full", distributed=FSDP)
+    settings = yaml.safe_load(recipe.read_text())
+    settings["stages"][0]["probes"] = {
+        "identity": False,
+        "every_steps": 4,
+        "max_new_tokens": 4,
+        "stop_when_passed": False,
+        "extra": [{"prompt": "What is item 1?", "expect": ["red"]}],
+    }
+    recipe.write_text(yaml.safe_dump(settings))
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    run_cli(["run", str(recipe), "--out", str(single)])
+    code, _, stderr = _two_processes(recipe, sharded)
+    assert code == 0, stderr[-3000:]
+    _assert_close(losses(single), losses(sharded))
+    rows = [json.loads(line) for line in (sharded / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "probes_passed" in row] == [4, 8]
+    reference = weights(single, "full")
+    merged = weights(sharded, "full")
+    assert merged.keys() == reference.keys()
+    for name, tensor in merged.items():
+        assert (tensor - reference[name]).abs().max() < 1e-4
