@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -112,7 +113,9 @@ def _training_texts(context: StageContext, config: EvalStage) -> list[str]:
     else:
         records = []
         for result in context.results.values():
-            if "data" in result.artifacts:
+            # An earlier stage may legitimately have produced no rows (a generate stage whose replies were
+            # all empty): nothing to compare with, not an error in the recipe.
+            if "data" in result.artifacts and Path(result.artifacts["data"]).stat().st_size > 0:
                 source = DataSource(path=str(result.artifacts["data"]))
                 records += load_source(source, identity=context.identity, base_dir=context.recipe_dir).records
     return [record.content_text() for record in records]
