@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,22 @@ def test_ranks_with_fewer_micro_batches_keep_in_step(tmp_path, tiny_model_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert log.exists()  # some step really had fewer micro-batches on one rank
     _assert_close(losses(single), losses(sharded))
+
+
+def test_a_rank_that_hangs_is_stopped_by_the_timeout(tmp_path, tiny_model_dir):
+    """SIGSTOP keeps a rank's connections open, so only `timeout_s` ends the peer's wait in a collective."""
+    import psutil
+
+    data = chat_file(tmp_path / "chat.jsonl", count=200)
+    recipe = write_recipe(tmp_path, tiny_model_dir, data, epochs=1, lora=LORA, distributed={**FSDP, "timeout_s": 10})
+    out = tmp_path / "run"
+    process, logs = _torchrun(["--nproc_per_node=2", f"--master_port={_free_port()}"], recipe, out)
+    metrics = out / "sft" / "metrics.jsonl"
+    while process.poll() is None and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    workers = psutil.Process(process.pid).children()
+    assert len(workers) == 2
+    workers[-1].send_signal(signal.SIGSTOP)
+    code, _, stderr = _finish((process, logs))
+    assert code != 0
+    assert "Timed out waiting 10000ms" in stderr, stderr[-3000:]
