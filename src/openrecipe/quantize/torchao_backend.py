@@ -44,11 +44,32 @@ QuantMethod = Annotated[Literal["int8", "int8_row"], BeforeValidator(_refuse_int
 
 
 def linear_input_sizes(config: dict[str, Any]) -> set[int]:
-    """Input sizes of a decoder's linear layers, read from its config.json (attention, MLP)."""
-    hidden = config["hidden_size"]
-    heads = config.get("num_attention_heads", 1)
+    """Input sizes of a decoder's linear layers, read from its config.json (attention, MLP); GPT-2-style
+    configs name them `n_embd`, `n_head`, `n_inner`."""
+    hidden = config.get("hidden_size") or config.get("n_embd") or config["d_model"]
+    heads = config.get("num_attention_heads") or config.get("n_head") or 1
     head_dim = config.get("head_dim") or hidden // heads
-    return {hidden, heads * head_dim, config.get("intermediate_size", hidden)}
+    intermediate = config.get("intermediate_size") or config.get("n_inner") or hidden
+    return {hidden, heads * head_dim, intermediate}
+
+
+def check_linear_layers(source: Path) -> None:
+    """torchao quantizes `nn.Linear`; a model whose projections are GPT-2's `Conv1D` would come out mostly
+    unquantized under an int8 name, so it is refused with the path that does quantize it."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    config = AutoConfig.from_pretrained(str(source))
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    conv = sum(isinstance(module, Conv1D) for module in model.modules())
+    if conv:
+        raise OpenRecipeError(
+            f"{type(model).__name__} keeps {conv} of its weight matrices in Conv1D layers, which torchao's int8 "
+            "does not quantize",
+            fix="export GGUF q8_0 instead (llama.cpp quantizes them), or quantize a model built from Linear layers",
+        )
 
 
 def int8_group_size(config: dict[str, Any]) -> int | None:
@@ -83,6 +104,7 @@ def quantize_folder(source: Path, out: Path, method: str) -> Path:
 
     check_method(method)
     check_full_weights(Path(source), "quantized again")
+    check_linear_layers(Path(source))
     factory = QUANTIZERS.get(method)
     config = factory(json.loads((Path(source) / "config.json").read_text()))
     try:

@@ -149,16 +149,18 @@ def test_the_adapter_on_its_base_predicts_like_the_merged_model(family_run):
     assert np.abs(merged - untrained).max() > 1e-3, "training left the model unchanged"
 
 
-# torchao int8 reads `hidden_size` from config.json; GPT-2 configs call it `n_embd`
-INT8_GAP = {"gpt2": "quantize/torchao_backend.linear_input_sizes: KeyError 'hidden_size' on GPT-2 configs"}
+# torchao int8 quantizes nn.Linear; GPT-2's projections are Conv1D, so int8 is refused with the GGUF path.
+INT8_REFUSED = {"gpt2"}
 
 
 def test_int8_predicts_like_the_trained_model(family_run):
     from openrecipe.models.loading import load_model
 
-    if family_run.family.name in INT8_GAP:
-        assert "KeyError: 'hidden_size'" in family_run.output, "the gap is closed: remove it from INT8_GAP"
-        pytest.xfail(INT8_GAP[family_run.family.name])
+    if family_run.family.name in INT8_REFUSED:
+        output = " ".join(family_run.output.split())
+        assert "Conv1D layers, which torchao's int8 does not quantize" in output and "q8_0" in output, output
+        assert "internal error" not in output
+        return
     assert (family_run.run_dir / "int8" / "int8").is_dir(), family_run.output
 
     ids = _tokenizer(family_run.model).encode(PARITY_TEXT)[:48]
