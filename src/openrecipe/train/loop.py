@@ -258,9 +258,8 @@ class _Training:
             _truncate_metrics(self.metrics_path, checkpoint.step)
             console.print(f"[cyan]resuming from checkpoint step {checkpoint.step} of {self.total_steps}[/cyan]")
             if regrouped:
-                console.print(
-                    f"[cyan]the checkpoint was written by another number of processes ({regrouped[0]})[/cyan]"
-                )
+                before = checkpoint.json["trajectory"].get("world_size")
+                console.print(f"[cyan]written by {before} processes, continued by {self.world}[/cyan]")
 
     # -- step -----------------------------------------------------------------------------------
 
