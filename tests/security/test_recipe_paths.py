@@ -24,6 +24,7 @@ def project(folder: Path) -> Path:
     (folder / "data" / "faq.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = {
         "name": "paths",
+        "license": "apache-2.0",
         "description": "data",
         "system_prompt": "data",
         "stages": [{"id": "data", "kind": "clean", "description": "data", "sources": [{"path": "data/faq.jsonl"}]}],
@@ -38,7 +39,8 @@ def test_publish_rewrites_only_input_paths_and_the_bundle_reproduces(tmp_path):
     run = tmp_path / "run"
     assert runner.invoke(app, ["run", str(recipe), "--out", str(run)]).exit_code == 0
     bundle = tmp_path / "bundle"
-    result = runner.invoke(app, ["publish", str(run), "--out", str(bundle)])
+    # With the raw inputs the clean stage stays in the bundle's recipe, reading the copied file.
+    result = runner.invoke(app, ["publish", str(run), "--out", str(bundle), "--include-raw", "--yes"])
     assert result.exit_code == 0, result.output
     published = yaml.safe_load((bundle / "recipe.yaml").read_text())
     assert published["stages"][0]["id"] == "data"
