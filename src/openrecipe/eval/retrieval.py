@@ -70,8 +70,12 @@ class Retriever:
     settings: RetrievalSettings = field(default_factory=RetrievalSettings)
 
     def __post_init__(self) -> None:
+        import logging
+
         import bm25s
 
+        # bm25s sets its own logger to DEBUG on import; its index-building messages are not the user's.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         if not self.passages:
             raise OpenRecipeError(
                 "retrieval has nothing to index", fix="give `sources:` with chat data or documents (.md, .txt)"

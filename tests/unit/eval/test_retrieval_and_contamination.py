@@ -77,3 +77,12 @@ def test_demo_test_sets_are_large_and_held_out():
     training += [json.loads(line)["prompt"] for line in replay if line.strip()]
     report = check_contamination(support + product, training)
     assert report["flagged"] == 0, report["flagged_items"]
+
+
+def test_building_an_index_does_not_talk_on_the_terminal():
+    import logging
+
+    from openrecipe.eval.retrieval import Retriever
+
+    Retriever(["Returns are accepted within 30 days.", "Shipping takes 5 days."])
+    assert logging.getLogger("bm25s").getEffectiveLevel() >= logging.WARNING  # bm25s sets DEBUG on import
