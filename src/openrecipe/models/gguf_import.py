@@ -45,7 +45,11 @@ def dequantized_folder(path: Path) -> Path:
             digest.update(chunk)
     target = openrecipe_home() / "gguf" / digest.hexdigest()[:24]
     if not (target / "config.json").is_file():
-        with atomic_directory(target, overwrite=True) as tmp:
+        import contextlib
+        import io
+
+        # transformers draws a per-tensor progress bar on stderr while it dequantizes; it is not the user's.
+        with atomic_directory(target, overwrite=True) as tmp, contextlib.redirect_stderr(io.StringIO()):
             convert_gguf_to_hf(path, tmp)
     return target
 
