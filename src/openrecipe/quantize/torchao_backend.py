@@ -60,9 +60,12 @@ def check_linear_layers(source: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
 
-    config = AutoConfig.from_pretrained(str(source))
-    with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config)
+    try:
+        config = AutoConfig.from_pretrained(str(source))
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError, OSError):
+        return  # an architecture transformers cannot build here: the quantizer's own load reports it
     conv = sum(isinstance(module, Conv1D) for module in model.modules())
     if conv:
         raise OpenRecipeError(
