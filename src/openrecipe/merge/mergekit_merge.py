@@ -195,7 +195,7 @@ def run_merge(
             mergekit_run(
                 MergeConfiguration.model_validate(yaml.safe_load(yaml.safe_dump(config))),
                 str(target),
-                MergeOptions(copy_tokenizer=True, lazy_unpickle=False, allow_crimes=False),
+                MergeOptions(copy_tokenizer=True, lazy_unpickle=False, allow_crimes=False, quiet=True),
             )
             for file in target.iterdir():
                 os.chmod(file, 0o644)  # mergekit writes 0600
