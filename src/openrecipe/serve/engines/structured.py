@@ -45,21 +45,33 @@ class JsonGrammars:
 
 
 class RowConstraint:
-    """One row's position in its grammar: masks the logits, then follows the chosen token."""
+    """One row's position in its grammar: masks the logits, then follows the chosen token.
+
+    The bitmask is filled through `llguidance.numpy` and applied with plain tensor ops: `llguidance.torch`
+    wraps its apply step in `torch.compile`, whose import and first compile stall the engine thread for
+    seconds on CPU.
+    """
+
+    _BITS = torch.arange(32, dtype=torch.int32)
 
     def __init__(self, matcher, vocab_size: int) -> None:
-        from llguidance.torch import allocate_token_bitmask
+        from llguidance.numpy import allocate_token_bitmask
 
         self.matcher = matcher
+        self.vocab_size = vocab_size
         self.bitmask = allocate_token_bitmask(1, vocab_size)
 
-    def mask(self, scores: torch.Tensor) -> torch.Tensor:
-        from llguidance.torch import apply_token_bitmask_inplace, fill_next_token_bitmask
+    def allowed(self) -> torch.Tensor:
+        """Which tokens the grammar allows next, as a bool vector over the vocabulary."""
+        from llguidance.numpy import fill_next_token_bitmask
 
         fill_next_token_bitmask(self.matcher, self.bitmask)
-        masked = scores.detach().to("cpu", copy=True)
-        apply_token_bitmask_inplace(masked, self.bitmask)
-        return masked.to(scores.device)
+        words = torch.from_numpy(self.bitmask[0])
+        return ((words.unsqueeze(-1) >> self._BITS) & 1).flatten()[: self.vocab_size].bool()
+
+    def mask(self, scores: torch.Tensor) -> torch.Tensor:
+        allowed = self.allowed().to(scores.device)
+        return scores.masked_fill(~allowed[: scores.shape[-1]], float("-inf"))
 
     def advance(self, token: int) -> None:
         if not self.matcher.consume_token(token):
