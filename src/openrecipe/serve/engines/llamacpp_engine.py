@@ -1,14 +1,21 @@
-"""The llama.cpp engine for GGUF files: parallel slots, each a llama.cpp context on the shared weights.
+"""The llama.cpp engine for GGUF files: parallel slots decoded together, one token each, in one llama.cpp batch.
 
 The GGUF header is bounds-checked before llama.cpp opens the file, so a truncated or hostile file is a
-user error, not a crash. Each slot is its own `Llama` context served by its own thread; the weights are
-memory-mapped, so the slots share one copy of them.
+user error, not a crash. One llama.cpp context holds a KV-cache stream per slot; one thread builds a batch
+from every running request (a token each, plus the next chunk of any new prompt), decodes it in one
+`llama_decode` call on all cores, and samples each request with its own sampler chain. Decoding several
+requests in one batch costs little more than decoding one, which one context per slot (each decoding
+alone on the shared cores) could not give.
 """
 
 from __future__ import annotations
 
+import codecs
+import ctypes
+import os
 import queue
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,32 @@ from openrecipe.serve.engines.base import (
     held_back,
 )
 
+_BATCH_TOKENS = 512  # tokens per llama_decode call: running requests first, then chunks of new prompts
+
+
+@dataclass(frozen=True)
+class JsonGrammar:
+    """A GBNF grammar from llama.cpp's JSON-schema converter: what `compile_json_schema` hands back."""
+
+    source: str
+    root: str = "root"
+
+
+@dataclass
+class _Slot:
+    """A running request: its KV-cache stream, sampler chain and what it has produced so far."""
+
+    request: GenerationRequest
+    seq_id: int
+    sampler: Any
+    pending: list[int]  # prompt tokens not decoded yet
+    position: int = 0  # next position in this slot's stream
+    produced: int = 0
+    next_token: int | None = None  # sampled, to be decoded in the next batch
+    text: str = ""
+    sent: int = 0
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
 
 class LlamaCppEngine:
     # llama.cpp computes logprobs only for contexts that keep every position's logits (slower, bigger).
@@ -37,6 +70,7 @@ class LlamaCppEngine:
         model_id: str,
         context_length: int = 4096,
         slots: int = 1,
+        threads: int | None = None,
         chat_template: ChatTemplate | None = None,
         **options: Any,
     ) -> None:
@@ -46,25 +80,48 @@ class LlamaCppEngine:
         if not model.endswith(".gguf"):
             raise OpenRecipeError("the llamacpp engine serves .gguf files", fix="export one with `openrecipe export`")
         check_gguf(Path(model))
-        llama_cpp = load_llama_cpp()
-        self._contexts = [
-            llama_cpp.Llama(model_path=model, n_ctx=context_length, verbose=False) for _ in range(max(1, slots))
-        ]
-        self.llama = self._contexts[0]  # tokenizing and templates: any context will do
+        self._lib = load_llama_cpp()
+        # Weights, vocabulary and metadata; its own small context is never decoded on.
+        self.llama = self._lib.Llama(model_path=model, n_ctx=64, n_batch=64, verbose=False)
+        self._vocab = self.llama._model.vocab
         self._template = self.llama.metadata.get("tokenizer.chat_template")
         if chat_template is not None:
             self._template = self._checked(chat_template, model)
         self.model_id = model_id
-        self.context_length = self.llama.n_ctx()
+        self.num_slots = max(1, slots)
+        self.context_length = min(context_length, self.llama._model.n_ctx_train() or context_length)
         self.vocab_size = self.llama.n_vocab()
+        self._context = self._new_context(threads or len(os.sched_getaffinity(0)))
+        self._memory = self._lib.llama_get_memory(self._context)
+        self._batch = self._lib.llama_batch_init(_BATCH_TOKENS, 0, 1)
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
-        self._stats = {"requests": 0, "generated_tokens": 0, "failed_requests": 0, "slots": len(self._contexts)}
-        self._threads = [
-            threading.Thread(target=self._serve_slot, args=(context,), name=f"openrecipe-llamacpp-{i}", daemon=True)
-            for i, context in enumerate(self._contexts)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._stats = {
+            "requests": 0,
+            "generated_tokens": 0,
+            "failed_requests": 0,
+            "slots": self.num_slots,
+            "max_batch_size_seen": 0,
+        }
+        self._thread = threading.Thread(target=self._serve, name="openrecipe-llamacpp", daemon=True)
+        self._thread.start()
+
+    def _new_context(self, threads: int) -> Any:
+        """One context, a KV stream of `context_length` tokens per slot, all cores on every batch."""
+        params = self._lib.llama_context_default_params()
+        params.n_ctx = self.context_length * self.num_slots
+        params.n_seq_max = self.num_slots
+        params.kv_unified = False
+        params.n_batch = params.n_ubatch = _BATCH_TOKENS
+        params.n_threads = params.n_threads_batch = threads
+        params.no_perf = True
+        context = self._lib.llama_init_from_model(self.llama.model, params)
+        if not context:
+            raise OpenRecipeError(
+                f"llama.cpp could not create a context of {self.num_slots} x {self.context_length} tokens",
+                where="--slots / --context-length",
+                fix="use fewer slots or a shorter context length",
+            )
+        return context
 
     def _checked(self, template: ChatTemplate, model: str) -> str:
         """A template replacing the GGUF's own, refused when its control tokens are not in the vocabulary."""
@@ -120,70 +177,171 @@ class LlamaCppEngine:
     def decode_text(self, ids: list[int]) -> str:
         return self.llama.detokenize(ids).decode("utf-8", errors="replace")
 
-    def compile_json_schema(self, schema: dict[str, Any]) -> Any:
+    def compile_json_schema(self, schema: dict[str, Any]) -> JsonGrammar:
         import json
 
-        from openrecipe.models.llamacpp import load_llama_cpp
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
 
         try:
-            return load_llama_cpp().LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            source = json_schema_to_gbnf(json.dumps(schema))
         except Exception as error:  # llama.cpp's converter raises several types on unsupported schemas
             raise ValueError(f"the JSON schema cannot be used: {error}") from None
+        probe = self._lib.llama_sampler_init_grammar(self._vocab, source.encode(), b"root")
+        if not probe:
+            raise ValueError("the JSON schema cannot be used: llama.cpp could not parse the grammar it converts to")
+        self._lib.llama_sampler_free(probe)
+        return JsonGrammar(source)
 
     def submit(self, request: GenerationRequest) -> None:
         self._queue.put(request)
 
-    def _serve_slot(self, context) -> None:
+    # The decode loop: one thread owns the context, the batch and every sampler.
+
+    def _serve(self) -> None:
+        running: dict[int, _Slot] = {}
         while True:
-            request = self._queue.get()
+            if not self._admit(running):
+                break
+            self._step(running)
+        for slot in list(running.values()):
+            self._finish(running, slot, Finished("cancelled", len(slot.request.prompt_ids), slot.produced))
+
+    def _admit(self, running: dict[int, _Slot]) -> bool:
+        """Take waiting requests into free slots (waiting for one when nothing runs); False once closed."""
+        while len(running) < self.num_slots:
+            try:
+                request = self._queue.get(block=not running)
+            except queue.Empty:
+                return True
             if request is None:
-                return
+                return False
             if request.cancelled.is_set():
                 request.emit(Finished("cancelled", len(request.prompt_ids), 0))
                 continue
             self._stats["requests"] += 1
+            seq_id = min(set(range(self.num_slots)) - set(running))
             try:
-                self._generate(context, request)
-            except Exception as error:  # this request fails alone; the slot serves the next one
+                sampler = self._sampler(request)
+            except Exception as error:  # a request llama.cpp cannot sample fails alone
                 self._stats["failed_requests"] += 1
                 request.emit(Failed(f"llama.cpp failed: {type(error).__name__}: {error}"))
+                continue
+            prompt = list(request.prompt_ids) or [self._lib.llama_vocab_bos(self._vocab)]
+            running[seq_id] = _Slot(request, seq_id, sampler, pending=prompt)
+        return True
 
-    def _generate(self, context, request: GenerationRequest) -> None:
-        produced, text, sent = 0, "", 0
-        prompt_tokens = len(request.prompt_ids)
-        for chunk in context.create_completion(
-            request.prompt_ids,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=None if request.seed is None else request.seed % 2**32,  # llama.cpp seeds are 32-bit
-            presence_penalty=request.presence_penalty,
-            frequency_penalty=request.frequency_penalty,
-            logit_bias=request.logit_bias or None,
-            grammar=request.grammar,
-            stream=True,
-        ):
-            if request.cancelled.is_set():
-                request.emit(Finished("cancelled", prompt_tokens, produced))
-                return
-            produced += 1
-            choice = chunk["choices"][0]
-            # llama-cpp-python holds back incomplete UTF-8 characters itself, so `text` is always whole.
-            text, stopped = apply_stops(text + choice["text"], request.stops)
-            visible = (
-                len(text) if stopped or choice.get("finish_reason") else len(text) - held_back(text, request.stops)
+    def _sampler(self, request: GenerationRequest) -> Any:
+        """The request's own chain: logit bias, penalties, grammar, then greedy or temperature/top-p."""
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if request.logit_bias:
+            biases = (lib.llama_logit_bias * len(request.logit_bias))(
+                *(lib.llama_logit_bias(token, bias) for token, bias in request.logit_bias.items())
             )
-            if visible > sent:
-                request.emit(Delta(text[sent:visible]))
-                sent = max(sent, visible)
+            lib.llama_sampler_chain_add(
+                chain, lib.llama_sampler_init_logit_bias(self.vocab_size, len(request.logit_bias), biases)
+            )
+        if request.presence_penalty or request.frequency_penalty:
+            lib.llama_sampler_chain_add(
+                chain,
+                lib.llama_sampler_init_penalties(
+                    request.max_tokens, 1.0, request.frequency_penalty, request.presence_penalty
+                ),
+            )
+        if request.grammar is not None:
+            grammar = lib.llama_sampler_init_grammar(
+                self._vocab, request.grammar.source.encode(), request.grammar.root.encode()
+            )
+            if not grammar:
+                lib.llama_sampler_free(chain)
+                raise ValueError("llama.cpp could not parse the grammar")
+            lib.llama_sampler_chain_add(chain, grammar)
+        if request.temperature <= 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed % 2**32  # 32-bit seeds
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(request.top_p, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(request.temperature))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+        return chain
+
+    def _step(self, running: dict[int, _Slot]) -> None:
+        """One llama_decode over every running slot, then one sampled token for each slot that needs one."""
+        for slot in [s for s in running.values() if s.request.cancelled.is_set()]:
+            self._finish(running, slot, Finished("cancelled", len(slot.request.prompt_ids), slot.produced))
+        if not running:
+            return
+        batch = self._batch
+        outputs: list[tuple[int, _Slot]] = []
+        count = 0
+
+        def add(slot: _Slot, token: int, wants_logits: bool) -> None:
+            nonlocal count
+            batch.token[count], batch.pos[count] = token, slot.position
+            batch.n_seq_id[count], batch.seq_id[count][0] = 1, slot.seq_id
+            batch.logits[count] = wants_logits
+            if wants_logits:
+                outputs.append((count, slot))
+            slot.position += 1
+            count += 1
+
+        for slot in running.values():
+            if slot.next_token is not None:
+                add(slot, slot.next_token, True)
+                slot.next_token = None
+        for slot in running.values():
+            chunk, slot.pending = slot.pending[: _BATCH_TOKENS - count], slot.pending[_BATCH_TOKENS - count :]
+            for offset, token in enumerate(chunk):
+                add(slot, token, not slot.pending and offset == len(chunk) - 1)
+        batch.n_tokens = count
+        self._stats["max_batch_size_seen"] = max(self._stats["max_batch_size_seen"], len(outputs))
+        status = self._lib.llama_decode(self._context, batch)
+        if status != 0:
+            for slot in list(running.values()):
+                self._stats["failed_requests"] += 1
+                self._finish(running, slot, Failed(f"llama.cpp failed: llama_decode returned {status}"))
+            return
+        for index, slot in outputs:
+            token = self._lib.llama_sampler_sample(slot.sampler, self._context, index)
+            self._take(running, slot, token)
+
+    def _take(self, running: dict[int, _Slot], slot: _Slot, token: int) -> None:
+        """Stream a sampled token's text (held back while it may start a stop string); finish when done."""
+        request = slot.request
+        prompt_tokens = len(request.prompt_ids)
+        end_of_generation = self._lib.llama_vocab_is_eog(self._vocab, token)
+        if not end_of_generation:
+            slot.produced += 1
             self._stats["generated_tokens"] += 1
-            if stopped:
-                request.emit(Finished("stop", prompt_tokens, produced))
-                return
-            if choice.get("finish_reason"):
-                request.emit(Finished(choice["finish_reason"], prompt_tokens, produced))
-                return
-        request.emit(Finished("stop", prompt_tokens, produced))
+        last = end_of_generation or slot.produced >= request.max_tokens
+        last = last or slot.position >= self.context_length
+        slot.text, stopped = apply_stops(slot.text + slot.decoder.decode(self._piece(token), final=last), request.stops)
+        visible = len(slot.text) if stopped or last else len(slot.text) - held_back(slot.text, request.stops)
+        if visible > slot.sent:
+            request.emit(Delta(slot.text[slot.sent : visible]))
+            slot.sent = visible
+        if stopped or end_of_generation:
+            self._finish(running, slot, Finished("stop", prompt_tokens, slot.produced))
+        elif last:
+            self._finish(running, slot, Finished("length", prompt_tokens, slot.produced))
+        else:
+            slot.next_token = token
+
+    def _piece(self, token: int) -> bytes:
+        if self._lib.llama_vocab_is_eog(self._vocab, token):
+            return b""
+        buffer = ctypes.create_string_buffer(64)
+        size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:size]
+
+    def _finish(self, running: dict[int, _Slot], slot: _Slot, event: Finished | Failed) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        self._lib.llama_sampler_free(slot.sampler)
+        del running[slot.seq_id]
+        slot.request.emit(event)
 
     def served_models(self) -> list[tuple[str, str | None]]:
         return [(self.model_id, None)]
@@ -192,12 +350,13 @@ class LlamaCppEngine:
         return dict(self._stats)
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join(timeout=10)
-        for context in self._contexts:
-            context.close()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        if self._thread.is_alive():  # a decode still running: leave its memory to the process's exit
+            return
+        self._lib.llama_batch_free(self._batch)
+        self._lib.llama_free(self._context)
+        self.llama.close()
 
 
 @ENGINES.register("llamacpp")
