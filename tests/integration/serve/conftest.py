@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +18,23 @@ from openrecipe.serve.config import ServeSettings
 from openrecipe.serve.run import build
 
 API_KEY = "test-key-123456"
+
+
+def llama_server_binary() -> Path | None:
+    """llama.cpp's own server as `make llama-server` builds it (or $OPENRECIPE_LLAMA_SERVER): one that runs here."""
+    named = os.environ.get("OPENRECIPE_LLAMA_SERVER")
+    found = sorted(
+        (Path.home() / ".cache/openrecipe/llama-server").glob("*/build/bin/llama-server"),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    for binary in [Path(named)] if named else found:
+        try:
+            subprocess.run([str(binary), "--version"], capture_output=True, timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return binary
+    return None
 
 
 def free_port() -> int:
