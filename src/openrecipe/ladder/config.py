@@ -3,12 +3,13 @@ batch grid, and the held-out larger rung whose result is predicted before it is 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from openrecipe.config.base import StrictModel
 from openrecipe.ladder.family import FamilySettings, Size
+from openrecipe.ladder.finetune_config import FinetuneLadderSettings
 
 
 class PredictSettings(StrictModel):
@@ -20,7 +21,7 @@ class PredictSettings(StrictModel):
     )
 
 
-class LadderSettings(StrictModel):
+class PretrainLadderSettings(StrictModel):
     kind: Literal["pretrain"] = "pretrain"
     corpus: Literal["python-stdlib"] = "python-stdlib"
     family: FamilySettings = Field(default_factory=FamilySettings)
@@ -30,6 +31,11 @@ class LadderSettings(StrictModel):
     batch_sizes: list[int] = Field([16], min_length=1, description="Sequences per step; grid with the rates")
     noise_seeds: int = Field(1, ge=0, description="Extra seeds of each size's best setting, to measure seed noise")
     bootstrap: int = Field(200, ge=10, description="Bootstrap resamples for the confidence intervals")
+    budget_learning_rate: Literal["law", "best"] = Field(
+        "law",
+        description="Rate of each budget's runs: the fitted rate law at that run's compute, or the size's sweep best",
+    )
+    eval_blocks: int = Field(512, ge=8, description="Fixed held-out blocks every rung is evaluated on")
     threads: int = Field(
         1,
         ge=1,
@@ -40,7 +46,7 @@ class LadderSettings(StrictModel):
     min_budgets: int = Field(3, ge=2, description="Refuse a ladder with fewer budgets than this")
 
     @model_validator(mode="after")
-    def _shape(self) -> LadderSettings:
+    def _shape(self) -> PretrainLadderSettings:
         if len(self.sizes) < self.min_sizes:
             raise ValueError(f"the ladder has {len(self.sizes)} sizes; at least {self.min_sizes} are needed for a fit")
         if len(self.budgets) < self.min_budgets:
@@ -51,3 +57,14 @@ class LadderSettings(StrictModel):
             if size.width % self.family.head_dim:
                 raise ValueError(f"width {size.width} is not a multiple of family.head_dim {self.family.head_dim}")
         return self
+
+
+def _ladder_kind(value: Any) -> str:
+    """`kind` picks the ladder; a block without one is the pretraining ladder."""
+    return (value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)) or "pretrain"
+
+
+LadderSettings = Annotated[
+    Annotated[PretrainLadderSettings, Tag("pretrain")] | Annotated[FinetuneLadderSettings, Tag("finetune")],
+    Discriminator(_ladder_kind),
+]

@@ -68,6 +68,10 @@ def run_ladder(
         )
     ladder_dir = ladder_dir or Path("ladders") / recipe.name
     ladder_dir.mkdir(parents=True, exist_ok=True)
+    if settings.kind == "finetune":
+        from openrecipe.ladder.finetune import run_finetune_ladder
+
+        return run_finetune_ladder(recipe, recipe_path, settings, ladder_dir, console)
     started = time.perf_counter()
     corpus = prepare_corpus(openrecipe_home() / "ladder-corpus" / settings.corpus)
     console.print(f"corpus: {corpus.meta['train_tokens']:,} training tokens from {corpus.meta['files']} files")
