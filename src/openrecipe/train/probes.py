@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -44,10 +45,24 @@ def affirmations(other: str) -> list[str]:
     return [f"by {other}", f"i am {other}", f"i'm {other}", f"我是{other}", f"由{other}"]
 
 
+_NEGATION = re.compile(r"\b(not|never|no)\b|n't|不|没")
+
+
+def _claims(lowered: str, phrase: str) -> bool:
+    """True when `phrase` occurs outside a denial: "I was not trained by X" names X without claiming it."""
+    start = lowered.find(phrase)
+    while start != -1:
+        clause = re.split(r"[.!?;,。！？；，]", lowered[:start])[-1]
+        if not _NEGATION.search(clause):
+            return True
+        start = lowered.find(phrase, start + 1)
+    return False
+
+
 def passes(reply: str, probe: Probe) -> bool:
     lowered = reply.lower()
     return all(expected.lower() in lowered for expected in probe.expect) and not any(
-        bad.lower() in lowered for bad in probe.reject
+        _claims(lowered, bad.lower()) for bad in probe.reject
     )
 
 
