@@ -61,12 +61,29 @@ def _choice_scores(loaded, items: list[TestItem], variant: Variant) -> dict[str,
     return out
 
 
+@dataclass
+class SharedModel:
+    """One loaded model and its per-domain perplexities, reused by the variants that run it (base+prompt
+    and base+retrieval differ only in the prompt, so the model loads once and perplexity runs once)."""
+
+    fingerprint: str
+    loaded: Any = None
+    perplexity: dict[str, Any] | None = None
+
+
 def evaluate_variant(
-    variant: Variant, items: list[TestItem], *, batch_size: int = 8, use_cache: bool = True, loaded=None
+    variant: Variant,
+    items: list[TestItem],
+    *,
+    batch_size: int = 8,
+    use_cache: bool = True,
+    loaded=None,
+    shared: SharedModel | None = None,
 ) -> dict[str, Any]:
     """Per-item predictions and scores plus per-domain perplexity, for one variant."""
     from openrecipe.eval.fingerprint import model_fingerprint
 
+    fingerprint = shared.fingerprint if shared is not None else model_fingerprint(variant.model)
     settings = {
         "system_prompt": variant.system_prompt,
         "dtype": variant.dtype,
@@ -74,7 +91,7 @@ def evaluate_variant(
         "version": 1,
         "retrieval": variant.retriever.digest if variant.retriever is not None else None,
     }
-    key = sha256_json({"model": model_fingerprint(variant.model), "tests": test_set_digest(items), **settings})
+    key = sha256_json({"model": fingerprint, "tests": test_set_digest(items), **settings})
     cache_path = openrecipe_home() / "eval-cache" / f"{key}.json"
     if use_cache and cache_path.is_file():
         cached = json.loads(cache_path.read_text())
@@ -85,6 +102,9 @@ def evaluate_variant(
     from openrecipe.models.scoring import perplexity
 
     started = time.perf_counter()
+    if loaded is None and shared is not None:
+        shared.loaded = shared.loaded or load_model(variant.model, dtype=variant.dtype)
+        loaded = shared.loaded
     loaded = loaded or load_model(variant.model, dtype=variant.dtype)
     results: list[dict[str, Any]] = []
     generation = [i for i in items if METRICS.get(i.metric).needs_generation]
@@ -112,13 +132,18 @@ def evaluate_variant(
     for item_id, (picked, score) in _choice_scores(loaded, choices, variant).items():
         item = next(i for i in choices if i.id == item_id)
         results.append({"id": item_id, "domain": item.domain, "metric": "choice", "prediction": picked, "score": score})
-    perplexities: dict[str, Any] = {}
-    texts: dict[str, list[str]] = defaultdict(list)
-    for item in items:
-        if item.metric == "perplexity":
-            texts[item.domain].append(item.text or "")
-    for domain, domain_texts in texts.items():
-        perplexities[domain] = perplexity(loaded, domain_texts)
+    if shared is not None and shared.perplexity is not None:
+        perplexities = shared.perplexity  # the prompt does not enter perplexity: same model, same numbers
+    else:
+        perplexities = {}
+        texts: dict[str, list[str]] = defaultdict(list)
+        for item in items:
+            if item.metric == "perplexity":
+                texts[item.domain].append(item.text or "")
+        for domain, domain_texts in texts.items():
+            perplexities[domain] = perplexity(loaded, domain_texts)
+        if shared is not None:
+            shared.perplexity = perplexities
     outcome = {
         "variant": variant.name,
         "model": variant.model.name,

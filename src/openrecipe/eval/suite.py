@@ -11,7 +11,7 @@ from openrecipe.eval.compare import compare_to_baseline, domain_verdicts
 from openrecipe.eval.contamination import ContaminationSettings, check_contamination, summary_lines
 from openrecipe.eval.items import TestItem
 from openrecipe.eval.leaderboard import build_leaderboard, rich_table, write_leaderboard
-from openrecipe.eval.runner import Variant, evaluate_variant
+from openrecipe.eval.runner import SharedModel, Variant, evaluate_variant
 
 
 def run_suite(
@@ -29,9 +29,17 @@ def run_suite(
 ) -> dict[str, Any]:
     """Returns the stage metrics: leaderboard, versus_baseline, verdicts and (with training texts)
     contamination."""
+    from openrecipe.eval.fingerprint import model_fingerprint
+
     outcomes = []
+    shared: SharedModel | None = None
     for variant in variants:
-        outcome = evaluate_variant(variant, items, batch_size=batch_size, use_cache=use_cache)
+        fingerprint = model_fingerprint(variant.model)
+        if shared is None or shared.fingerprint != fingerprint:
+            shared = SharedModel(fingerprint)  # the previous model is released before the next one loads
+        outcome = evaluate_variant(variant, items, batch_size=batch_size, use_cache=use_cache, shared=shared)
+        if outcome["cache_hit"] and shared.perplexity is None:
+            shared.perplexity = outcome["perplexity"]
         outcomes.append(outcome)
         took = "cached" if outcome["cache_hit"] else f"{outcome['seconds']:.1f} s"
         console.print(f"  {variant.name}: {took}")
