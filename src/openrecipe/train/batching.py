@@ -120,15 +120,20 @@ def steps_per_epoch(data: TrainData, batch_size: int) -> int:
     return max(1, math.ceil(data.epoch_size() / batch_size))
 
 
-def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+def collate(
+    examples: Sequence[Example], pad_token_id: int, shape: tuple[int, int] | None = None
+) -> dict[str, torch.Tensor]:
     """Right-padded batch. Packed examples carry position_ids and get no attention mask, so transformers
-    builds a block-diagonal mask from the position_ids."""
-    length = max(len(example["input_ids"]) for example in examples)
+    builds a block-diagonal mask from the position_ids. A `shape` (rows, length) pads to exactly that: rows
+    past the examples are all padding, attended (never a fully masked row) and carrying no loss."""
+    rows, length = shape or (len(examples), max(len(example["input_ids"]) for example in examples))
+    assert rows >= len(examples) and length >= max(len(example["input_ids"]) for example in examples)
     packed = all("position_ids" in example for example in examples)
-    input_ids = torch.full((len(examples), length), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
-    attention = torch.zeros((len(examples), length), dtype=torch.long)
-    positions = torch.zeros((len(examples), length), dtype=torch.long)
+    input_ids = torch.full((rows, length), pad_token_id, dtype=torch.long)
+    labels = torch.full((rows, length), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((rows, length), dtype=torch.long)
+    attention[len(examples) :] = 1
+    positions = torch.arange(length).repeat(rows, 1)
     for row, example in enumerate(examples):
         size = len(example["input_ids"])
         input_ids[row, :size] = torch.tensor(example["input_ids"])

@@ -9,6 +9,10 @@ from pydantic import Field, model_validator
 from openrecipe.config.base import StrictModel
 
 
+# Device types where `compile: auto` compiles (bench/train.py measures compiled against eager).
+COMPILE_PAYS_OFF = frozenset({"cuda"})
+
+
 class LoraSettings(StrictModel):
     rank: int = Field(16, ge=1, le=1024)
     alpha: float = Field(32.0, gt=0)
@@ -74,10 +78,11 @@ class TrainSettings(StrictModel):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where fast")
     gradient_checkpointing: bool = False
-    compile: bool = Field(
-        False,
-        description="torch.compile the model; each new padded shape compiles again, so it pays off on long runs "
-        "with fixed shapes (packed cpt blocks)",
+    compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="torch.compile the decoder; micro-batches are padded to a few fixed shapes (length buckets), "
+        "each compiled once. auto: on for CUDA GPUs, off on CPU (where compiling measured not to pay off; "
+        "README's training section)",
     )
     eval_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Held-out share of the data for eval loss")
     eval_every_steps: int = Field(0, ge=0, description="0 = at the end of each epoch")
@@ -105,6 +110,12 @@ class TrainSettings(StrictModel):
         if self.micro_batch_tokens == "auto":
             return 256 if device_type == "cpu" else None
         return self.micro_batch_tokens
+
+    def compiles(self, device_type: str) -> bool:
+        """Whether to compile on this device type: `auto` follows the per-device measurement in the README."""
+        if self.compile == "auto":
+            return device_type in COMPILE_PAYS_OFF
+        return self.compile
 
     @property
     def accumulation(self) -> int:

@@ -29,6 +29,24 @@ class TrainedTokenLoss(nn.Module):
         head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
         plain = any(getattr(config, name, None) for name in _POSTPROCESSED_LOGITS)
         self._split = None if plain or decoder is None or not isinstance(head, nn.Linear) else (decoder, head)
+        self._compiled: nn.Module | None = None
+
+    def compile_body(self) -> None:
+        """torch.compile the decoder (or the whole model without a split), with static shapes: one graph per
+        padded shape. Only training forwards use it; evaluation and probes stay eager, so their shapes never
+        compile. The compiled module is held outside the module tree: parameter names do not change."""
+        import torch._dynamo
+
+        body = self.causal_lm if self._split is None else self._split[0]
+        # Each bucketed shape is one compile of the same code: allow as many as there are buckets.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 256)
+        self.__dict__["_compiled"] = torch.compile(body, dynamic=False)
+
+    def _body(self, eager: nn.Module) -> nn.Module:
+        if self._compiled is not None and self.training and torch.is_grad_enabled():
+            return self._compiled
+        return eager
 
     def forward(
         self,
@@ -40,12 +58,12 @@ class TrainedTokenLoss(nn.Module):
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         if self._split is None:
-            logits = self.causal_lm(
+            logits = self._body(self.causal_lm)(
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
             ).logits[:, :-1]
             return nn.functional.cross_entropy(logits[keep].float(), targets[keep], reduction="sum")
         decoder, head = self._split
-        hidden = decoder(
+        hidden = self._body(decoder)(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state[:, :-1]
         logits = head(hidden[keep]).float()

@@ -45,6 +45,7 @@ from openrecipe.train.steps import (
     append_row,
     evaluate_loss,
     micro_batches,
+    static_micro_batches,
     tensorboard_writer,
 )
 from openrecipe.train.steps import token_loss_sum as _token_loss_sum  # a module global: tests poison it
@@ -172,8 +173,13 @@ class _Training:
             betas=settings.betas,
             weight_decay=settings.weight_decay,
         )
-        if settings.compile:
-            model = torch.compile(model)
+        # Compiled runs train on a few fixed padded shapes (length buckets), so each compiles once.
+        self.compiled = settings.compiles(self.device.type)
+        self.compiled_shapes: set[tuple] = set()
+        self.compile_seconds = 0.0
+        if self.compiled:
+            model.compile_body()
+            self.graphs_before = _compiled_graphs()
         if self.world > 1 and self.sharded is None:
             model, optimizer = self.accelerator.prepare(model, optimizer)  # DDP
         self.model, self.optimizer = model, optimizer
@@ -272,14 +278,16 @@ class _Training:
                 TextColumn("[bold]train[/bold]"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"),
+                TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s{task.fields[compile]}"),
                 TimeRemainingColumn(),
                 console=self.console,
                 disable=not self.is_main,
                 transient=False,
             ) as progress,
         ):
-            task = progress.add_task("train", total=self.total_steps, completed=state.step, loss="-", speed="-")
+            task = progress.add_task(
+                "train", total=self.total_steps, completed=state.step, loss="-", speed="-", compile=""
+            )
             while state.step < self.total_steps and not state.finished:
                 row = self._step()
                 new_best = self._evaluate_and_probe(row)
@@ -287,7 +295,11 @@ class _Training:
                     state.finish("reached the planned number of steps")
                 self._log(row)
                 progress.update(
-                    task, completed=state.step, loss=f"{row['loss']:.4f}", speed=f"{row['tokens_per_s']:.0f}"
+                    task,
+                    completed=state.step,
+                    loss=f"{row['loss']:.4f}",
+                    speed=f"{row['tokens_per_s']:.0f}",
+                    compile=_compile_text(row),
                 )
                 # The best checkpoint (lowest eval loss) is saved when found and kept beside the latest ones.
                 if state.finished or new_best or state.step % self.settings.save_every_steps == 0 or signals.received:
@@ -316,16 +328,21 @@ class _Training:
         global_tokens = max(1, trainable_tokens(batch_examples))
         step_start = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
-        chunks = micro_batches(local, settings.micro, self.token_cap)
+        if self.compiled:
+            chunks = static_micro_batches(local, settings.micro, self.token_cap)
+        else:
+            chunks = [(chunk, None) for chunk in micro_batches(local, settings.micro, self.token_cap)]
         count = len(chunks)
         if self.sharded is not None:
             # Every FSDP forward gathers with all ranks: a rank with fewer micro-batches repeats its last one
             # with zero weight, so all ranks make the same collective calls.
             count = most_across_ranks(count)
         for position in range(count):
-            chunk = chunks[min(position, len(chunks) - 1)]
+            chunk, shape = chunks[min(position, len(chunks) - 1)]
             weight = 1.0 if position < len(chunks) else 0.0
-            batch = {k: v.to(self.device) for k, v in collate(chunk, self.pad_id).items()}
+            batch = {k: v.to(self.device) for k, v in collate(chunk, self.pad_id, shape).items()}
+            compiling = self.compiled and (shape, *sorted(batch)) not in self.compiled_shapes
+            compile_start = time.perf_counter()
             last = position == count - 1
             context = nullcontext()
             if self.sharded is not None:
@@ -337,6 +354,9 @@ class _Training:
                 # DDP and FSDP average gradients over processes: scale so the result is the global token mean.
                 self.accelerator.backward(chunk_loss * world / global_tokens)
                 self.fault("mid_accumulation")
+            if compiling:  # a new shape: its first forward and backward compile (timed with that one pass)
+                self.compiled_shapes.add((shape, *sorted(batch)))
+                self.compile_seconds += time.perf_counter() - compile_start
             loss_sum += chunk_loss.detach()
         if world > 1:
             loss_sum = self.accelerator.reduce(loss_sum, reduction="sum")
@@ -370,6 +390,9 @@ class _Training:
         }
         if self.peak:
             row["mfu"] = self._mfu(tokens, len(batch_examples), seconds)
+        if self.compiled:
+            row["compile_graphs"] = _compiled_graphs() - self.graphs_before
+            row["compile_s"] = round(self.compile_seconds, 2)
         if state.consecutive_nonfinite >= settings.nonfinite_patience:
             append_row(self.metrics_path, row, self.is_main)
             raise OpenRecipeError(
@@ -469,6 +492,9 @@ class _Training:
             "best_eval_loss": state.best_eval_loss,
             "best_step": state.best_step,
         }
+        if self.compiled:  # this process's compiles (a resumed run compiles again)
+            metrics["compile_graphs"] = _compiled_graphs() - self.graphs_before
+            metrics["compile_seconds"] = round(self.compile_seconds, 2)
         metrics.update(_from_metrics_log(self.metrics_path, self.probe_log))
         return TrainOutcome(metrics, {"metrics": str(self.metrics_path)}, self._final_model())
 
@@ -487,6 +513,19 @@ class _Training:
             for name, parameter in whole.trainable_parameters().items():
                 parameter.copy_(trained[name])
         return whole
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has built in this process (a graph break counts as one more)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _compile_text(row: dict[str, Any]) -> str:
+    if "compile_graphs" not in row:
+        return ""
+    return f"  compiled {row['compile_graphs']} graphs in {row['compile_s']:.0f} s"
 
 
 def _from_metrics_log(path: Path, probe_log: list[dict[str, Any]]) -> dict[str, Any]:

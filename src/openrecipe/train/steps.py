@@ -62,6 +62,42 @@ def micro_batches(examples: list, size: int, max_tokens: int | None = None) -> l
     return split
 
 
+def bucket_length(length: int) -> int:
+    """The smallest of 32, 48, 64, 96, 128, 192, 256, … (powers of two and their 1.5x) that holds `length`:
+    a few shapes cover every length, with at most a third of a row padding."""
+    bucket = 32
+    while True:
+        for candidate in (bucket, bucket * 3 // 2):
+            if candidate >= length:
+                return candidate
+        bucket *= 2
+
+
+def bucket_rows(length: int, size: int, max_tokens: int | None) -> int:
+    """Rows of a micro-batch whose rows are `length` long: `size`, fewer under a token cap (at least 1)."""
+    return size if max_tokens is None else max(1, min(size, max_tokens // length))
+
+
+def static_micro_batches(examples: list, size: int, max_tokens: int | None = None) -> list[tuple[list, tuple]]:
+    """Micro-batches with their padded (rows, length) shape, drawn from one shape per length bucket, so a
+    compiled model compiles once per bucket and stays compiled. Lengths are sorted as in `micro_batches`;
+    a short micro-batch is filled with empty rows that carry no loss, so the summed loss is the same."""
+    ordered = sorted(examples, key=lambda example: len(example["input_ids"]))
+    planned: list[tuple[list, tuple]] = []
+    current: list = []
+    length = 0
+    for example in ordered:  # ascending lengths: the newest row is the longest
+        grown = bucket_length(len(example["input_ids"]))
+        if current and len(current) + 1 > bucket_rows(grown, size, max_tokens):
+            planned.append((current, (bucket_rows(length, size, max_tokens), length)))
+            current = []
+        current.append(example)
+        length = grown
+    if current:
+        planned.append((current, (bucket_rows(length, size, max_tokens), length)))
+    return planned
+
+
 @torch.no_grad()
 def evaluate_loss(model, examples, pad_token_id: int, micro: int, device: torch.device, autocast) -> float | None:
     if not examples:
