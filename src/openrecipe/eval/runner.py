@@ -88,6 +88,7 @@ def evaluate_variant(
         "system_prompt": variant.system_prompt,
         "dtype": variant.dtype,
         "greedy": True,
+        "batch_size": batch_size,  # left padding changes a batch's float sums, and so can a greedy reply
         "version": 1,
         "retrieval": variant.retriever.digest if variant.retriever is not None else None,
     }
