@@ -69,19 +69,16 @@ def _measure(loaded, conversations, text_ids, max_new_tokens: int) -> dict[str, 
     replies = generate_texts(loaded, conversations, GenerationSettings(max_new_tokens=max_new_tokens), batch_size=1)
     seconds = time.perf_counter() - start
     tokens = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) + 1 for r in replies)
-    return {
-        "replies": replies,
-        "decode_tokens_per_s": tokens / seconds,
-        "log_probs": _log_probs(loaded, text_ids),
-    }
+    return {"replies": replies, "decode_tokens_per_s": tokens / seconds}
 
 
-def _llama_cpp_decode_speed(path: str, conversations, max_new_tokens: int, log: Path) -> float:
-    """Greedy decode tokens/s at batch 1 in llama.cpp, the engine `serve --engine llamacpp` runs a GGUF with;
-    what ggml prints while loading goes to `log`."""
+def _llama_cpp_replies(path: str, conversations, max_new_tokens: int, log: Path) -> dict[str, Any]:
+    """Greedy replies and decode tokens/s at batch 1 in llama.cpp, the engine `serve --engine llamacpp` runs a
+    GGUF with (its embedded chat template included); what ggml prints while loading goes to `log`."""
     from openrecipe.models.llamacpp import load_llama_cpp
     from openrecipe.utils.native_output import native_output_to
 
+    replies: list[str] = []
     with native_output_to(log):
         llama = load_llama_cpp().Llama(model_path=path, n_ctx=1024, verbose=False)
         try:
@@ -91,9 +88,10 @@ def _llama_cpp_decode_speed(path: str, conversations, max_new_tokens: int, log: 
                 out = llama.create_chat_completion(messages=conversation, max_tokens=max_new_tokens, temperature=0)
                 seconds += time.perf_counter() - start
                 tokens += out["usage"]["completion_tokens"]
+                replies.append((out["choices"][0]["message"]["content"] or "").strip())
         finally:
             llama.close()
-    return tokens / seconds if seconds else float("nan")
+    return {"replies": replies, "decode_tokens_per_s": tokens / seconds if seconds else float("nan")}
 
 
 @stage_kind(ParityStage, "Export parity: does every artifact still behave like the trained model?")
@@ -115,6 +113,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
         if part.strip()
     ]
     base = _measure(reference, conversations, text_ids, config.max_new_tokens)
+    base["log_probs"] = _log_probs(reference, text_ids)
     bf16_bytes = 2 * sum(p.numel() for p in reference.model.parameters())  # tied weights counted once
     del reference
     rows: list[dict[str, Any]] = []
@@ -140,24 +139,26 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     for spec in config.artifacts:
         path = context.model_location(spec.model)
         loaded = load_model(context.resolve_model(spec.model), dtype="float32")
-        measured = _measure(loaded, conversations, text_ids, config.max_new_tokens)
+        measured, engine = None, "transformers"
+        if path.endswith(".gguf"):
+            # A GGUF is judged by what llama.cpp, which serves it, replies; transformers' dequantized copy
+            # gives the next-token distributions for KL and perplexity.
+            try:
+                measured = _llama_cpp_replies(
+                    path, conversations, config.max_new_tokens, context.stage_dir / "native.log"
+                )
+                engine = "llama.cpp"
+            except OpenRecipeError:
+                engine = "transformers (llama.cpp not installed)"
+        measured = measured or _measure(loaded, conversations, text_ids, config.max_new_tokens)
+        measured["log_probs"] = _log_probs(loaded, text_ids)
         matches = sum(a == b for a, b in zip(measured["replies"], base["replies"], strict=True)) / len(prompts)
         kl_total, nll = 0.0, 0.0
         for ref_lp, art_lp, ids in zip(base["log_probs"], measured["log_probs"], text_ids, strict=True):
             kl_total += float((ref_lp.exp() * (ref_lp - art_lp)).sum())
             nll -= float(art_lp.gather(-1, torch.tensor(ids[1:])[:, None]).sum())
         ppl = math.exp(nll / count) if count else float("nan")
-        engine, speed = "transformers", measured["decode_tokens_per_s"]
-        if path.endswith(".gguf"):
-            try:
-                engine, speed = (
-                    "llama.cpp",
-                    _llama_cpp_decode_speed(
-                        path, conversations, config.max_new_tokens, context.stage_dir / "native.log"
-                    ),
-                )
-            except OpenRecipeError:
-                engine = "transformers (llama.cpp not installed)"
+        speed = measured["decode_tokens_per_s"]
         rows.append(
             {
                 "artifact": spec.name,
@@ -188,7 +189,12 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
             f"{row['size_ratio_bf16'] or 0:.2f}x | {row['size_ratio'] or 0:.2f}x | "
             f"{row['decode_tokens_per_s']:.1f} ({row['decode_engine']}) |"
         )
-    lines += ["", f"BF16 = {bf16_bytes / 1e6:.0f} MB: the reference's parameters at 2 bytes each."]
+    lines += [
+        "",
+        f"BF16 = {bf16_bytes / 1e6:.0f} MB: the reference's parameters at 2 bytes each. Exact match and decode "
+        "speed come from the engine that serves each artifact (llama.cpp for GGUF); KL and perplexity from "
+        "transformers.",
+    ]
     atomic_write_json(
         context.stage_dir / "parity.json",
         {"prompts": prompts, "reference_replies": base["replies"], "rows": rows},
