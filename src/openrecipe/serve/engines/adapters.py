@@ -84,13 +84,18 @@ class AdapterSet:
         self.names.remove(name)
         self._retiring.add(name)
 
-    def apply_pending(self) -> None:
-        """Run on the engine thread between steps: queued loads, then deletion of idle unloaded adapters."""
+    def apply_pending(self) -> bool:
+        """Run on the engine thread between steps: queued loads, then deletion of idle unloaded adapters.
+
+        Returns whether the set of adapter weights changed.
+        """
+        changed = False
         while True:
             try:
                 action, future = self._controls.get_nowait()
             except queue.Empty:
                 break
+            changed = True
             try:
                 future.set_result(action())
             except Exception as error:
@@ -100,3 +105,4 @@ class AdapterSet:
         for name in idle:
             self.model.delete_adapter(name)
             self._retiring.discard(name)
+        return changed or bool(idle)

@@ -37,6 +37,7 @@ from openrecipe.serve.engines.base import (
     encode_chat_with_tokenizer,
     held_back,
 )
+from openrecipe.serve.engines.prefix_cache import PrefixCache, Prompt
 from openrecipe.serve.engines.sampling import Detokenizer, RowSampler, prompt_logprobs, token_logprob
 from openrecipe.serve.engines.structured import JsonGrammars
 
@@ -104,6 +105,7 @@ class TransformersEngine:
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         self.max_batch_size = max_batch_size
         self.decode_chunk = decode_chunk
+        self._prefix_cache = PrefixCache()
         self._queue: queue.Queue[GenerationRequest] = queue.Queue()
         self._closing = threading.Event()
         self._stats = {
@@ -168,7 +170,7 @@ class TransformersEngine:
         self._adapters.unload(name)
 
     def stats(self) -> dict[str, Any]:
-        return dict(self._stats)
+        return {**self._stats, "prefix_cached_tokens": self._prefix_cache.hit_tokens}
 
     def close(self) -> None:
         self._closing.set()
@@ -178,7 +180,8 @@ class TransformersEngine:
     def _work(self) -> None:
         live: collections.deque[_Batch] = collections.deque()
         while not self._closing.is_set():
-            self._adapters.apply_pending()
+            if self._adapters.apply_pending():
+                self._prefix_cache.clear()  # a name may now mean other weights, so other keys and values
             waiting = self._take_waiting(block=not live)
             for fresh in self._prefill_contained(waiting):
                 self._place(live, fresh)
@@ -258,18 +261,31 @@ class TransformersEngine:
         from transformers import DynamicCache
 
         device = self.loaded.device
-        length = max(len(r.prompt_ids) for r in requests)
-        assert length > 0, "the front end refuses empty prompts"
+        assert all(r.prompt_ids for r in requests), "the front end refuses empty prompts"
+        score_prompt = any(r.prompt_logprobs for r in requests)  # needs every position's logits: no cache
+        prompts = [Prompt(r.adapter, tuple(r.prompt_ids)) for r in requests]
+        cached = None if score_prompt else self._prefix_cache.longest(prompts)
+        reused = cached[0] if cached else 0
+        length = max(len(r.prompt_ids) for r in requests) - reused
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(requests), length), pad, dtype=torch.long)
-        attention = torch.zeros((len(requests), length), dtype=torch.long)
+        attention = torch.zeros((len(requests), reused + length), dtype=torch.long)
+        attention[:, :reused] = 1  # rows: [shared prefix][left padding][own tokens]
         for row, request in enumerate(requests):
-            ids[row, length - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
-            attention[row, length - len(request.prompt_ids) :] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+            own = request.prompt_ids[reused:]
+            ids[row, length - len(own) :] = torch.tensor(own)
+            attention[row, reused + length - len(own) :] = 1
+        positions = ((attention.cumsum(-1) - 1).clamp(min=0))[:, reused:]
+        if cached:
+            cache = DynamicCache(
+                [
+                    (keys.expand(len(requests), -1, -1, -1), values.expand(len(requests), -1, -1, -1))
+                    for keys, values in cached[1]
+                ]
+            )
+        else:
+            cache = DynamicCache()
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
-        score_prompt = any(r.prompt_logprobs for r in requests)
         logits = self._adapters.model(
             input_ids=ids,
             attention_mask=attention,
@@ -279,6 +295,8 @@ class TransformersEngine:
             **({} if score_prompt else self._keep_last),
             **self._adapters.forward_arguments(requests),
         ).logits
+        if not score_prompt and self._plain_cache(cache):
+            self._prefix_cache.learn(prompts, [(layer.keys, layer.values) for layer in cache.layers], attention)
         rows = []
         for index, request in enumerate(requests):
             constraint = self._grammars.matcher(request.grammar) if request.grammar is not None else None
@@ -307,13 +325,17 @@ class TransformersEngine:
         batch.attention, batch.positions = batch.attention[index], batch.positions[index]
         batch.next_logits = batch.next_logits[index]
 
-    def _mergeable(self, live: _Batch, fresh: _Batch) -> bool:
-        self._prune(live)
-        plain = all(
+    @staticmethod
+    def _plain_cache(cache: Any) -> bool:
+        """Every layer holds all positions' keys and values (no sliding window, no quantization)."""
+        return all(
             type(layer).__name__ == "DynamicLayer" and getattr(layer, "keys", None) is not None
-            for cache in (live.cache, fresh.cache)
             for layer in cache.layers
         )
+
+    def _mergeable(self, live: _Batch, fresh: _Batch) -> bool:
+        self._prune(live)
+        plain = self._plain_cache(live.cache) and self._plain_cache(fresh.cache)
         return plain and len(live.rows) + len(fresh.rows) <= self.max_batch_size
 
     def _merge_into(self, live: _Batch, fresh: _Batch) -> None:
@@ -357,6 +379,8 @@ class TransformersEngine:
                 next_ids.append(token)
             if all(row.done for row in batch.rows):
                 return False
+            next_ids = [token for token, row in zip(next_ids, batch.rows, strict=True) if not row.done]
+            self._prune(batch)  # a finished row costs a full row of compute at every later step
             step = torch.tensor(next_ids, device=self.loaded.device).unsqueeze(-1)
             batch.attention = torch.cat([batch.attention, torch.ones_like(step)], dim=-1)
             batch.positions = batch.positions + 1
@@ -368,6 +392,8 @@ class TransformersEngine:
                 **{self._cache_arg: batch.cache},
                 **self._adapters.forward_arguments([row.request for row in batch.rows]),
             ).logits[:, -1, :]
+            if len(batch.rows) < self.max_batch_size and not self._queue.empty():
+                return True  # let the waiting requests join now rather than at the end of the chunk
         return True
 
     def _step_row(self, row: _Row, logits: torch.Tensor) -> int:

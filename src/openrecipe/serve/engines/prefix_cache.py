@@ -1,0 +1,83 @@
+"""Keys and values of prompt prefixes that requests share, for the transformers engine.
+
+Chat requests to one server mostly begin with the same tokens (the template's system turn and the start of the
+user turn). Their keys and values do not depend on what follows, so a prefill can start from a stored copy and
+run the model only over each request's own tokens. A prefix is learned the second time it is seen (the longest
+common start of two prompts with the same adapter); entries are evicted least recently used first, within a
+budget of cached tokens. The cache keys on the adapter as well, since a LoRA on the key/value projections changes
+the keys and values.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import torch
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (keys, values), each (1, heads, length, head_dim)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    adapter: str | None
+    ids: tuple[int, ...]
+
+
+def common_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    size = min(len(a), len(b))
+    for index in range(size):
+        if a[index] != b[index]:
+            return index
+    return size
+
+
+class PrefixCache:
+    def __init__(self, *, max_tokens: int = 2048, min_tokens: int = 8, remembered_prompts: int = 32) -> None:
+        self.max_tokens, self.min_tokens = max_tokens, min_tokens
+        self._entries: collections.OrderedDict[Prompt, Layers] = collections.OrderedDict()
+        self._recent: collections.deque[Prompt] = collections.deque(maxlen=remembered_prompts)
+        self.hit_tokens = 0  # prompt tokens whose keys and values came from the cache
+
+    def clear(self) -> None:
+        """Forget everything (an adapter was loaded or unloaded: a name may now mean other weights)."""
+        self._entries.clear()
+        self._recent.clear()
+
+    def longest(self, prompts: list[Prompt]) -> tuple[int, Layers] | None:
+        """The longest stored prefix that every prompt starts with and goes beyond (its length and layers)."""
+        best: Prompt | None = None
+        for key in self._entries:
+            size = len(key.ids)
+            if (best is None or size > len(best.ids)) and all(
+                p.adapter == key.adapter and len(p.ids) > size and p.ids[:size] == key.ids for p in prompts
+            ):
+                best = key
+        if best is None:
+            return None
+        self._entries.move_to_end(best)
+        self.hit_tokens += len(best.ids) * len(prompts)
+        return len(best.ids), self._entries[best]
+
+    def learn(self, prompts: list[Prompt], layers: list[tuple[torch.Tensor, torch.Tensor]], attention: torch.Tensor):
+        """After a prefill: store the longest start each prompt shares with another recent one.
+
+        `layers` are the batch's keys/values (batch, heads, positions, head_dim) and `attention` marks which
+        positions of each row hold its prompt's tokens (the rest are padding).
+        """
+        for row, prompt in enumerate(prompts):
+            others = [p for p in self._recent if p.adapter == prompt.adapter]
+            others += [p for i, p in enumerate(prompts) if i != row and p.adapter == prompt.adapter]
+            size = max((common_length(prompt.ids, other.ids) for other in others), default=0)
+            size = min(size, len(prompt.ids) - 1)
+            key = Prompt(prompt.adapter, prompt.ids[:size])
+            if size < self.min_tokens or size > self.max_tokens or key in self._entries:
+                continue
+            where = attention[row].nonzero().flatten()[:size]
+            self._entries[key] = [
+                (keys[row : row + 1, :, where].clone(), values[row : row + 1, :, where].clone())
+                for keys, values in layers
+            ]
+            while sum(len(k.ids) for k in self._entries) > self.max_tokens:
+                self._entries.popitem(last=False)
+        self._recent.extend(prompts)
