@@ -143,6 +143,24 @@ def make_adapters(model: str, out: Path) -> dict[str, str]:
     return adapters
 
 
+def machine_line() -> str:
+    """CPU flags that decide fp32/bf16 speed, torch threads and the load average: next to every figure."""
+    import os
+
+    import torch
+
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = {f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma"))}
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"cpu flags: {' '.join(sorted(flags)) or '?'}; torch threads {torch.get_num_threads()}; load average {load}"
+
+
 def report(label: str, row: dict) -> None:
     print(f"{label}: {row['tokens_per_s']:.1f} tok/s, p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s")
 
@@ -166,7 +184,8 @@ def main() -> None:
 
     quiet_libraries()
     extra = {"slots": args.slots} if args.engine == "llamacpp" else {"max_batch_size": 8}
-    with running_server(model=args.model, engine=args.engine, **extra) as (base, _):
+    print(machine_line())
+    with running_server(model=args.model, engine=args.engine, **extra) as (base, engine):
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         if "concurrency" in parts:
@@ -176,6 +195,9 @@ def main() -> None:
             print(
                 f"ratio concurrency 8 / concurrency 1: {results[8]['tokens_per_s'] / results[1]['tokens_per_s']:.2f}x"
             )
+            cached = engine.stats().get("prefix_cached_tokens")
+            if cached is not None:  # the prompts share a system turn and repeat every len(PROMPTS) requests
+                print(f"prompt tokens served from the prefix cache so far: {cached}")
         if "json" in parts:
             schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}
             free = run_load(client, "tiny", 8, args.requests, args.max_tokens)
@@ -199,12 +221,16 @@ def main() -> None:
         try:
             library = transformers_continuous_batching(args.model, args.requests, args.max_tokens)
             print(f"transformers generate_batch (continuous batching), {args.requests} at once: {library:.1f} tok/s")
+            if "concurrency" in parts and args.requests <= 16:  # ours with every request in flight at once
+                ours = results[16]["tokens_per_s"]
+                print(f"ours at concurrency 16 / generate_batch: {ours:.1f} / {library:.1f} = {ours / library:.2f}x")
         except Exception as error:  # report, do not hide, that the library path fails on this machine
             print(f"transformers generate_batch failed: {type(error).__name__}: {error}")
     if "concurrency" in parts and args.engine == "transformers":
         baseline = sequential_generate(args.model, min(args.requests, 8), args.max_tokens)
         print(f"sequential model.generate in one process: {baseline:.1f} tok/s")
         print(f"ratio (server at concurrency 8 / sequential generate): {results[8]['tokens_per_s'] / baseline:.2f}x")
+    print(machine_line())
 
 
 if __name__ == "__main__":
