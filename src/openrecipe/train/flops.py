@@ -13,6 +13,13 @@ from openrecipe.utils.fs import atomic_write_json, openrecipe_home
 
 
 def measured_peak_flops(device: torch.device, dtype: torch.dtype = torch.bfloat16) -> float:
+    """FLOP/s of large matmuls in `dtype`: on CPU the precision probe's figure (what `openrecipe doctor`
+    shows and what chose the precision), elsewhere measured here once and cached."""
+    if device.type == "cpu":
+        from openrecipe.models.precision import cpu_precision_probe
+
+        probe = cpu_precision_probe()
+        return 1e9 * (probe.bf16_gflops if dtype == torch.bfloat16 else probe.fp32_gflops)
     key = f"{platform.node()}|{platform.processor()}|{device.type}|{dtype}|{torch.__version__}"
     cache = openrecipe_home() / "peak_flops.json"
     try:

@@ -97,6 +97,9 @@ def load_for_training(
                 task_type="CAUSAL_LM",
             ),
         )
+    autocast_dtype = pick_autocast(settings.precision, device)
+    if frozen_base_dtype(settings.method, autocast_dtype) == torch.bfloat16:
+        hold_frozen_base_in(model, torch.bfloat16)
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if settings.method != "full":
@@ -104,7 +107,28 @@ def load_for_training(
     if settings.method != "qlora":
         model.to(device)
     model.train()
-    return TrainModel(model, tokenizer, ref, device, pick_autocast(settings.precision, device))
+    return TrainModel(model, tokenizer, ref, device, autocast_dtype)
+
+
+def frozen_base_dtype(method: str, autocast_dtype: torch.dtype | None) -> torch.dtype:
+    """LoRA's frozen base weights are only read, and autocast casts them to bf16 on every forward: where
+    bf16 autocast was chosen (measured faster), hold them in bf16 once. Trained weights stay fp32."""
+    if method == "lora" and autocast_dtype == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
+
+
+def hold_frozen_base_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Cast the frozen base layers under LoRA adapters to `dtype` (embeddings, norms and the head, which may
+    be tied to the embeddings, stay fp32); returns how many layers were cast."""
+    cast = 0
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        floating = isinstance(base, torch.nn.Linear) and base.weight.dtype in (torch.float32, torch.bfloat16)
+        if floating and not base.weight.requires_grad and base.weight.dtype != dtype:  # quantized layers stay
+            base.to(dtype)
+            cast += 1
+    return cast
 
 
 def _qlora_config(device: torch.device):

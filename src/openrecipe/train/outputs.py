@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from openrecipe.train.model_setup import hold_frozen_base_in
 from openrecipe.utils.fs import atomic_directory, atomic_write_json
 
 
@@ -55,6 +58,7 @@ def save_outputs(
             tokenizer.save_pretrained(str(tmp))
             atomic_write_json(tmp / "openrecipe.json", info)
         artifacts["adapter"] = str(stage_dir / "adapter")
+        hold_frozen_base_in(model, torch.float32)  # a bf16-held base merges in fp32 (exact: bf16 ⊂ fp32)
         merged = model.merge_and_unload()
     else:
         merged = model
