@@ -91,7 +91,9 @@ class LlamaCppEngine:
         self.num_slots = max(1, slots)
         self.context_length = min(context_length, self.llama._model.n_ctx_train() or context_length)
         self.vocab_size = self.llama.n_vocab()
-        self._context = self._new_context(threads or len(os.sched_getaffinity(0)))
+        # llama-cpp-python's own default, as before: half the CPUs. Every batch waits on all its threads at each
+        # layer, so a thread per logical CPU stalls whenever another process takes one of them.
+        self._context = self._new_context(threads or max(len(os.sched_getaffinity(0)) // 2, 1))
         self._memory = self._lib.llama_get_memory(self._context)
         self._batch = self._lib.llama_batch_init(_BATCH_TOKENS, 0, 1)
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
