@@ -5,16 +5,19 @@ single-adapter one.
 
     .venv/bin/python bench/serve.py --requests 16 --max-tokens 48
     .venv/bin/python bench/serve.py --engine llamacpp --slots 4 --model runs/acme-assistant/export/model-q8_0.gguf
+    .venv/bin/python bench/serve.py --engine llama-server --slots 8 --model X.gguf --only concurrency
     .venv/bin/python bench/serve.py --only json,adapters
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -165,13 +168,31 @@ def report(label: str, row: dict) -> None:
     print(f"{label}: {row['tokens_per_s']:.1f} tok/s, p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s")
 
 
+@contextmanager
+def serving(args, extra: dict):
+    """Our server with the chosen engine, or llama.cpp's own (`--engine llama-server`, built by `make llama-server`)
+    with as many slots and the same number of threads as our llama.cpp engine uses by default."""
+    from integration.serve.conftest import llama_server_binary, running_llama_server, running_server
+
+    if args.engine != "llama-server":
+        with running_server(model=args.model, engine=args.engine, **extra) as served:
+            yield served
+        return
+    binary = llama_server_binary()
+    if binary is None:
+        sys.exit("llama-server is not built: run `make llama-server`")
+    threads = max(len(os.sched_getaffinity(0)) // 2, 1)
+    with running_llama_server(binary, Path(args.model), slots=args.slots, context_length=4096, threads=threads) as base:
+        yield base, None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="default")
-    parser.add_argument("--engine", default="transformers")
+    parser.add_argument("--engine", default="transformers", help="transformers, llamacpp or llama-server")
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--slots", type=int, default=4, help="llamacpp: parallel slots")
+    parser.add_argument("--slots", type=int, default=4, help="llamacpp, llama-server: parallel slots")
     parser.add_argument(
         "--only", default="concurrency,json,adapters,transformers-cb", help="comma-separated parts to run"
     )
@@ -185,7 +206,7 @@ def main() -> None:
     quiet_libraries()
     extra = {"slots": args.slots} if args.engine == "llamacpp" else {"max_batch_size": 8}
     print(machine_line())
-    with running_server(model=args.model, engine=args.engine, **extra) as (base, engine):
+    with serving(args, extra) as (base, engine):
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         if "concurrency" in parts:
@@ -195,7 +216,7 @@ def main() -> None:
             print(
                 f"ratio concurrency 8 / concurrency 1: {results[8]['tokens_per_s'] / results[1]['tokens_per_s']:.2f}x"
             )
-            cached = engine.stats().get("prefix_cached_tokens")
+            cached = engine.stats().get("prefix_cached_tokens") if engine is not None else None
             if cached is not None:  # the prompts share a system turn and repeat every len(PROMPTS) requests
                 print(f"prompt tokens served from the prefix cache so far: {cached}")
         if "json" in parts:

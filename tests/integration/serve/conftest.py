@@ -66,6 +66,43 @@ def running_server(**overrides):
         engine.close()
 
 
+@contextmanager
+def running_llama_server(
+    binary: Path, gguf: Path, *, slots: int, context_length: int, threads: int | None = None, api_key: str | None = None
+):
+    """llama.cpp's own server on a free loopback port: `slots` parallel slots of `context_length` tokens each,
+    the model served as "tiny"; its log goes to a file beside the GGUF; stopped at the end."""
+    port = free_port()
+    log = gguf.with_name(f"llama-server-{port}.log")
+    command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--alias", "tiny"]
+    command += ["-c", str(slots * context_length), "-np", str(slots), "--jinja", "--no-webui", "--no-warmup"]
+    command += ["-t", str(threads)] if threads else []
+    command += ["--api-key", api_key] if api_key else []
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            if process.poll() is not None:
+                raise AssertionError(f"llama-server exited with {process.returncode}; see {log}")
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"llama-server did not become healthy in 120 s; see {log}")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     with running_server(model=str(tiny_model_dir), api_key=API_KEY, max_tokens_cap=64, max_body_bytes=20_000) as s:

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import httpx
 import openai
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from tests.integration.serve.conftest import API_KEY, free_port, llama_server_binary, running_server
+from tests.integration.serve.conftest import API_KEY, llama_server_binary, running_llama_server, running_server
 
 TARGETS = ["transformers", "llamacpp", "llama-server"]
 CONTEXT = 256  # tokens per request (per slot on the llama.cpp servers)
@@ -79,44 +76,8 @@ def target(request, tiny_model_dir) -> Iterator[Target]:
     binary = llama_server_binary()
     if binary is None:
         pytest.skip(REASON[name])
-    with llama_server(binary, gguf, request.config.cache.mkdir("llama-server-logs")) as base:
+    with running_llama_server(binary, gguf, slots=2, context_length=CONTEXT, api_key=API_KEY) as base:
         yield Target(name, base)
-
-
-class llama_server:
-    """llama.cpp's server on a free loopback port, two slots of CONTEXT tokens, stopped at the end."""
-
-    def __init__(self, binary: Path, gguf: Path, logs: Path) -> None:
-        self.port = free_port()
-        self.log = logs / f"llama-server-{self.port}.log"
-        self.command = [
-            str(binary),
-            *("-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port), "--api-key", API_KEY),
-            *("--alias", "tiny", "-c", str(2 * CONTEXT), "-np", "2", "--jinja", "--no-webui", "--no-warmup"),
-        ]
-
-    def __enter__(self) -> str:
-        self.process = subprocess.Popen(self.command, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{self.port}"
-        for _ in range(600):
-            if self.process.poll() is not None:
-                raise AssertionError(f"llama-server exited with {self.process.returncode}; see {self.log}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    return base
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.process.kill()
-        raise AssertionError(f"llama-server did not become healthy in 60 s; see {self.log}")
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def chat(client: openai.OpenAI, **kwargs):
