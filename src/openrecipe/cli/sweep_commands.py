@@ -16,9 +16,10 @@ def register(app: typer.Typer) -> None:
         help="Search recipe settings with Optuna (TPE/random/grid, pruning, seeds). Several workers, or machines "
         "with `--join STUDY` on a shared journal file or an RDB URL, share one study; re-running continues it."
     )(sweep)
-    app.command(help="Run a scaling ladder, fit L(N, D), predict a larger rung, then run it and report the error.")(
-        ladder
-    )
+    app.command(
+        help="Run a scaling ladder. kind: pretrain fits L(N, D), predicts a larger rung, then runs it and reports "
+        "the error; kind: finetune runs the sft stage on data fractions x LoRA ranks with a learning-rate grid."
+    )(ladder)
 
 
 def sweep(

@@ -99,14 +99,14 @@ def prepare(recipe, recipe_dir: Path, settings: FinetuneLadderSettings, ladder_d
     prep_dir = ladder_dir / "prep"
     report = {"stages": []}
     upstream = _upstream(recipe, stage)
-    if upstream:
+    prep_recipe = recipe.model_copy(update={"stages": upstream, "ladder": None})
+    if upstream and _finished_prep(prep_dir, prep_recipe) is not None:
+        report = _finished_prep(prep_dir, prep_recipe)
+        console.print(f"prep: reusing {prep_dir} (same recipe; its stages finished)")
+    elif upstream:
         console.print(f"prep: {', '.join(s.id for s in upstream)} (once, into {prep_dir})")
-        report = run_recipe(
-            recipe.model_copy(update={"stages": upstream, "ladder": None}),
-            prep_dir,
-            recipe_dir=recipe_dir,
-            console=Console(file=open(ladder_dir / "prep.log", "a"), width=120),  # noqa: SIM115
-        )
+        with open(ladder_dir / "prep.log", "a") as log:
+            report = run_recipe(prep_recipe, prep_dir, recipe_dir=recipe_dir, console=Console(file=log, width=120))
     results = {
         entry["id"]: StageResult(
             metrics=entry.get("metrics", {}),
@@ -155,10 +155,24 @@ def prepare(recipe, recipe_dir: Path, settings: FinetuneLadderSettings, ladder_d
     return Prepared(context, sources, heldout, str(location))
 
 
-def _base_location(recipe, recipe_dir: Path) -> str:
-    from openrecipe.config.references import resolve_location
+def _finished_prep(prep_dir: Path, prep_recipe) -> dict[str, Any] | None:
+    """The prep run's report when it finished with this very recipe: rungs read the same rows even after
+    the code changed (the runner itself would re-run every stage on any code change)."""
+    import yaml
 
-    if isinstance(recipe.base_model, str) and recipe.base_model == "default":
+    try:
+        report = json.loads((prep_dir / "report.json").read_text())
+        resolved = yaml.safe_load((prep_dir / "recipe.resolved.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    same = resolved == prep_recipe.model_dump(mode="json", exclude_none=True)
+    return report if same and report.get("status") == "ok" else None
+
+
+def _base_location(recipe, recipe_dir: Path) -> str:
+    from openrecipe.config.references import DefaultRef, resolve_location
+
+    if isinstance(recipe.base_model, DefaultRef):
         return "default"
     return str(resolve_location(recipe.base_model, recipe_dir))
 
@@ -237,7 +251,6 @@ def run_one(recipe, stage, prepared: Prepared, spec: FinetuneRun, settings, ladd
             run_dir,
             recipe_dir=prepared.context.recipe_dir,
             console=Console(file=log, width=120),
-            options={"force": True},
         )
     metrics = report["stages"][-1]["metrics"]
     loss = heldout_loss(run_dir / stage.id / "model", prepared.heldout_examples)

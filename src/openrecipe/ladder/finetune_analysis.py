@@ -68,7 +68,7 @@ def bootstrap_data_law(rows: np.ndarray, losses: np.ndarray, *, resamples: int, 
     law = fit_data_law(rows, losses)
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {key: [] for key in law}
-    for _ in range(resamples):
+    for _ in range(resamples if len(rows) > 3 else 0):  # three points pin three coefficients exactly
         index = rng.integers(0, len(rows), size=len(rows))
         if len(set(rows[index].tolist())) < 3:
             continue
@@ -149,12 +149,16 @@ def verdicts(settings: FinetuneLadderSettings, best: dict, full_best: dict, band
     rank_spread = _spread(list(by_rank.values())) if len(by_rank) > 1 else 1.0
     rank_moves = rank_spread >= MOVES_FACTOR
     rank_text = (
-        "With rank: the best LoRA rate at the full data is "
-        + ", ".join(f"{by_rank[r]:.2g} (rank {r})" for r in settings.ranks)
-        + f" — a {rank_spread:.1f}x spread, so it {'moves' if rank_moves else 'does not move'} with rank"
-        + f" (threshold {MOVES_FACTOR:g}x; grid-best rates: "
-        + ", ".join(f"{best[(largest, r)]['grid']:g}" for r in settings.ranks)
-        + ")."
+        "With rank: one rank only, nothing to compare."
+        if len(by_rank) == 1
+        else (
+            f"With rank: the best LoRA rate on the largest share of the data ({largest:g}) is "
+            + ", ".join(f"{by_rank[r]:.2g} (rank {r})" for r in settings.ranks)
+            + f" — a {rank_spread:.1f}x spread, so it {'moves' if rank_moves else 'does not move'} with rank"
+            + f" (threshold {MOVES_FACTOR:g}x; grid-best rates: "
+            + ", ".join(f"{best[(largest, r)]['grid']:g}" for r in settings.ranks)
+            + ")."
+        )
     )
     from scipy.stats import linregress
 

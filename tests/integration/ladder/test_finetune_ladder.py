@@ -52,7 +52,7 @@ def _recipe(tmp_path: Path, model_dir: Path, ladder: dict) -> Path:
 LADDER = {
     "kind": "finetune",
     "fractions": [0.25, 0.5, 1.0],
-    "ranks": [2, 8],
+    "ranks": [2, 8],  # two ranks: the across-rank table and verdict
     "learning_rates": [1e-3, 1e-2, 1e-1],
     "full": {"learning_rates": [1e-3, 1e-2]},
     "epochs": 1,

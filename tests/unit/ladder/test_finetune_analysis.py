@@ -96,3 +96,18 @@ def test_verdicts_say_whether_the_best_rate_moves():
     assert table["adjacent"][0]["kendall_tau"] is not None
     law = next(entry for entry in steady["data_laws"] if entry["rank"] == 4)
     assert law["fit"]["law"]["beta"] == pytest.approx(0.5, rel=0.05)
+
+
+def test_report_states_the_findings(tmp_path):
+    from openrecipe.ladder.finetune_report import write_report
+
+    settings = FinetuneLadderSettings(**FT, full={"learning_rates": [1e-5, 1e-4, 1e-3]}, bootstrap=10)
+    result = analyse(settings, _runs(lambda f, r: 10**-3.1), [{"eval_loss": 1.001, "reference": 1.0}], 2.0, seed=0)
+    result["data"] = {"sources": [{"label": "acme", "weight": 1.0, "train_rows": 100, "heldout_rows": 10}]}
+    result["data"]["heldout_examples"] = 10
+    result["model"] = "tiny"
+    result["budget"] = {"runs": 22, "total_seconds": 10.0, "cpu_seconds": 9.0, "train_seconds": 5.0, "run_seconds": 8}
+    write_report(result, tmp_path)
+    text = (tmp_path / "ladder.md").read_text()
+    assert "does not move with rank" in text and "~10x" in text and "| f0.25 | 0.001 |" in text
+    assert (tmp_path / "ladder.html").read_text().count("<img") == 2
