@@ -55,10 +55,11 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: n
 
 
 def _starts(losses: np.ndarray) -> list[np.ndarray]:
+    """A grid of starting points (Besiroglu et al. 2024 use one too: the Huber objective has local minima)."""
     floor = math.log(max(1e-3, float(losses.min()) * 0.5))
     return [
         np.array([a, b, e, alpha, beta])
-        for a, b, e, alpha, beta in itertools.product((0.0, 8.0), (0.0, 8.0), (floor,), (0.3, 0.7), (0.3, 0.7))
+        for a, b, e, alpha, beta in itertools.product((0.0, 8.0), (0.0, 8.0), (floor, 0.0), (0.3, 0.7), (0.3, 0.7))
     ]
 
 
@@ -97,6 +98,7 @@ def bootstrap_loss_law(
     residuals = np.log(losses) - np.log(law.predict(params, tokens))
     return {
         "law": law.as_dict(),
+        "theta": [float(v) for v in theta],
         "intervals": intervals,
         "prediction": float(law.predict(at[0], at[1])),
         "prediction_interval": intervals["prediction"],
@@ -104,6 +106,35 @@ def bootstrap_loss_law(
         "rms_relative_error": float(np.sqrt(np.mean(np.expm1(residuals) ** 2))),
         "resamples": resamples,
     }
+
+
+def leave_one_out(params: np.ndarray, tokens: np.ndarray, losses: np.ndarray, theta: np.ndarray) -> dict[str, Any]:
+    """Each fitted point predicted by the law refitted without it (relative errors): how well the law
+    describes the rungs it was fitted on, before it is trusted on a rung it has not seen."""
+    errors = []
+    for index in range(len(losses)):
+        keep = np.arange(len(losses)) != index
+        law, _ = fit_loss_law(params[keep], tokens[keep], losses[keep], [theta])
+        errors.append(float(law.predict(params[index], tokens[index]) / losses[index] - 1))
+    return {"errors": errors, **_summary(errors)}
+
+
+def largest_held_out(params: np.ndarray, tokens: np.ndarray, losses: np.ndarray) -> dict[str, Any]:
+    """The largest size's points predicted from a fit on the smaller sizes only: a rehearsal of the
+    extrapolation the ladder is about to make, on rungs that are already trained."""
+    largest = params == params.max()
+    if largest.all() or len(set(params[~largest])) < 2:
+        return {"errors": [], **_summary([])}
+    law, _ = fit_loss_law(params[~largest], tokens[~largest], losses[~largest])
+    errors = (law.predict(params[largest], tokens[largest]) / losses[largest] - 1).tolist()
+    return {"errors": errors, "tokens": tokens[largest].tolist(), "law": law.as_dict(), **_summary(errors)}
+
+
+def _summary(errors: list[float]) -> dict[str, float | None]:
+    if not errors:
+        return {"rms": None, "max_abs": None}
+    values = np.asarray(errors)
+    return {"rms": float(np.sqrt(np.mean(values**2))), "max_abs": float(np.abs(values).max())}
 
 
 def fit_power_law(compute: np.ndarray, values: np.ndarray) -> dict[str, float]:

@@ -69,8 +69,11 @@ def train_rung(
     import torch
 
     result_path = out_dir / "result.json"
+    settings = {"defaults": asdict(defaults), "family": family.model_dump(mode="json")}
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        cached = json.loads(result_path.read_text())
+        if cached.get("train_settings") == settings:  # the same run: reuse it
+            return cached
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -78,6 +81,7 @@ def train_rung(
     finally:
         torch.set_num_threads(previous)
     result["threads"] = threads
+    result["train_settings"] = settings
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result_path, result)
     return result
@@ -118,7 +122,8 @@ def _train(spec: RungSpec, corpus: Corpus, family: FamilySettings, defaults: Tra
         if not math.isfinite(loss_value):
             break
         if (step + 1) % curve_every == 0 and step + 1 < steps:
-            curve.append({"step": step + 1, "train_loss": loss_value, "eval_loss": _evaluate(model, held_out)})
+            # Points along the way on every 8th held-out block (cheap); the final loss on all of them.
+            curve.append({"step": step + 1, "train_loss": loss_value, "eval_loss": _evaluate(model, held_out[::8])})
     seconds = time.perf_counter() - started
     eval_loss = _evaluate(model, held_out) if math.isfinite(loss_value) else float("inf")
     curve.append({"step": steps, "train_loss": loss_value, "eval_loss": eval_loss})

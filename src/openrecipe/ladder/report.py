@@ -105,7 +105,10 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {k} | {v:.4g} | [{intervals[k][0]:.4g}, {intervals[k][1]:.4g}] |" for k, v in law.items()],
         "",
-        f"rms relative error of the fit: {100 * prediction['fit']['rms_relative_error']:.2f}%",
+        f"rms relative error of the fit: {100 * prediction['fit']['rms_relative_error']:.2f}%; leave-one-out: "
+        f"{_pct(prediction['fit'].get('leave_one_out', {}).get('rms'))} rms; the largest size predicted from the "
+        f"smaller ones: {_pct(prediction['fit'].get('largest_held_out', {}).get('rms'))} rms, "
+        f"{_pct(prediction['fit'].get('largest_held_out', {}).get('max_abs'))} worst",
         f"learning rate = {prediction['learning_rate_law']['a']:.3g} x C^{prediction['learning_rate_law']['b']:.3f}; "
         f"batch = {prediction['batch_size_law']['a']:.3g} x C^{prediction['batch_size_law']['b']:.3f}",
         "",
@@ -128,6 +131,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"ladder compute: {100 * budget['fraction_flops']:.1f}% of the predicted rung's FLOPs "
         f"({100 * budget['fraction_seconds']:.1f}% of its seconds); whole ladder with the check: "
         f"{budget['total_seconds']:.0f} s",
+        f"counted: {budget.get('counted', 'sweep, budget and noise runs')}; not counted: "
+        f"{budget.get('not_counted', 'the check')} ({budget.get('check_runs', '-')} runs, "
+        f"{budget.get('check_flops', 0) / prediction['flops']:.1f}x the predicted rung's FLOPs)",
         "",
         "## Transfer: does the best setting hold as the model grows?",
         "",
@@ -157,6 +163,10 @@ def markdown(result: dict[str, Any]) -> str:
         "goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in result["goals"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def _fmt(value: Any) -> str:

@@ -15,17 +15,19 @@ from openrecipe.errors import OpenRecipeError
 from openrecipe.ladder.config import LadderSettings
 from openrecipe.ladder.corpus import VOCAB_SIZE, Corpus, prepare_corpus
 from openrecipe.ladder.family import Size, flops_per_token, non_embedding_params
-from openrecipe.ladder.fit import bootstrap_loss_law, fit_power_law, power_law_at
-from openrecipe.ladder.pretrain import RungSpec, train_rung
+from openrecipe.ladder.fit import bootstrap_loss_law, fit_power_law, largest_held_out, leave_one_out, power_law_at
+from openrecipe.ladder.pretrain import RungSpec, TrainDefaults, train_rung
 from openrecipe.ladder.transfer import transfer_table
-from openrecipe.utils.fs import atomic_write_json, openrecipe_home
+from openrecipe.utils.fs import atomic_write_json, atomic_write_text, openrecipe_home
 
 EXTRAPOLATION_WARNING = 10.0
 MIN_CHECK_MULTIPLE = 8.0
 
 
 def _train(spec: RungSpec, corpus: Corpus, settings: LadderSettings, ladder_dir: Path, phase: str) -> dict[str, Any]:
-    result = train_rung(spec, corpus, settings.family, ladder_dir / "rungs" / spec.name, threads=settings.threads)
+    defaults = TrainDefaults(eval_blocks=settings.eval_blocks)
+    folder = ladder_dir / "rungs" / spec.name
+    result = train_rung(spec, corpus, settings.family, folder, defaults, threads=settings.threads)
     return {**result, "phase": phase}
 
 
@@ -75,15 +77,22 @@ def run_ladder(
     started = time.perf_counter()
     corpus = prepare_corpus(openrecipe_home() / "ladder-corpus" / settings.corpus)
     console.print(f"corpus: {corpus.meta['train_tokens']:,} training tokens from {corpus.meta['files']} files")
+    _write_provenance(recipe, recipe_path, ladder_dir, corpus)
     sweep = sweep_phase(settings, corpus, ladder_dir, recipe.seed, console)
-    points = _budget_phase(settings, corpus, ladder_dir, recipe.seed, sweep)
+    laws = _rate_laws(settings, sweep)
+    points = _budget_phase(settings, corpus, ladder_dir, recipe.seed, sweep, laws)
     noise = _noise_phase(settings, corpus, ladder_dir, recipe.seed, sweep)
-    prediction = _predict(settings, sweep, points, recipe.seed)
+    prediction = _predict(settings, laws, points, recipe.seed)
     atomic_write_json(ladder_dir / "prediction.json", prediction)  # written before the check rung runs
     console.print(
         f"prediction for w{settings.predict.width}/d{settings.predict.depth} on {settings.predict.tokens:,} tokens: "
         f"loss {prediction['loss']:.4f} [{prediction['loss_interval'][0]:.4f}, "
         f"{prediction['loss_interval'][1]:.4f}], lr {prediction['learning_rate']:.3g}, batch {prediction['batch_size']}"
+    )
+    rehearsal = prediction["fit"]["largest_held_out"]
+    console.print(
+        f"fit: leave-one-out rms error {_pct(prediction['fit']['leave_one_out']['rms'])}; the largest size predicted "
+        f"from the smaller ones: rms {_pct(rehearsal['rms'])}, worst {_pct(rehearsal['max_abs'])}"
     )
     for warning in prediction["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -96,14 +105,57 @@ def run_ladder(
     return result
 
 
-def _budget_phase(settings, corpus, ladder_dir, seed, sweep) -> list[dict[str, Any]]:
-    """Each size at its best sweep setting on every budget: the (N, D, L) points of the fit."""
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _rate_laws(settings, sweep) -> dict[str, dict[str, float]]:
+    """The sweep's best learning rate and batch size of every size as power laws of compute."""
+    bests = [_best(sweep, size) for size in settings.sizes]
+    compute = np.array([b["flops"] for b in bests])
+    return {
+        "learning_rate": fit_power_law(compute, np.array([b["learning_rate"] for b in bests])),
+        "batch_size": fit_power_law(compute, np.array([b["batch_size"] for b in bests], dtype=float)),
+    }
+
+
+def _write_provenance(recipe, recipe_path: Path, ladder_dir: Path, corpus: Corpus) -> None:
+    """The resolved recipe and a manifest (versions, platform, code, corpus hashes) beside the results:
+    what `publish` ships and what a reader needs to run the same ladder."""
+    import yaml
+
+    from openrecipe.provenance.manifest import code_version, git_commit, package_versions, platform_info
+
+    dump = recipe.model_dump(mode="json", exclude_none=True)
+    atomic_write_text(ladder_dir / "recipe.resolved.yaml", yaml.safe_dump(dump, sort_keys=False, allow_unicode=True))
+    recipe_dir = recipe_path.resolve().parent
+    manifest = {
+        "kind": "ladder",
+        "recipe": dump,
+        "recipe_dir": str(recipe_dir),
+        "seed": recipe.seed,
+        "packages": package_versions(),
+        "platform": platform_info(),
+        "code_version": code_version(),
+        "git_commit": git_commit(recipe_dir),
+        "corpus": {k: v for k, v in corpus.meta.items() if k != "root"},
+    }
+    atomic_write_json(ladder_dir / "manifest.json", manifest)
+
+
+def _budget_phase(settings, corpus, ladder_dir, seed, sweep, laws) -> list[dict[str, Any]]:
+    """Each size on every budget, each run with its own cosine schedule to its budget and (by default) the
+    rate the law predicts at its compute: the (N, D, L) points of the fit."""
     points = []
     for size in settings.sizes:
         best = _best(sweep, size)
         points.append(best)
+        per_token = flops_per_token(settings.family, size, VOCAB_SIZE)
         for tokens in settings.budgets[1:]:
-            spec = RungSpec(size.width, size.depth, tokens, best["learning_rate"], best["batch_size"], seed)
+            lr = best["learning_rate"]
+            if settings.budget_learning_rate == "law":
+                lr = float(f"{power_law_at(laws['learning_rate'], per_token * tokens):.3g}")
+            spec = RungSpec(size.width, size.depth, tokens, lr, best["batch_size"], seed)
             points.append(_train(spec, corpus, settings, ladder_dir, "budget"))
     return points
 
@@ -121,7 +173,7 @@ def _noise_phase(settings, corpus, ladder_dir, seed, sweep) -> list[dict[str, An
     return runs
 
 
-def _predict(settings: LadderSettings, sweep, points, seed: int) -> dict[str, Any]:
+def _predict(settings: LadderSettings, laws, points, seed: int) -> dict[str, Any]:
     target = Size(width=settings.predict.width, depth=settings.predict.depth)
     n_target = non_embedding_params(settings.family, target)
     d_target = settings.predict.tokens
@@ -130,10 +182,9 @@ def _predict(settings: LadderSettings, sweep, points, seed: int) -> dict[str, An
     d = np.array([p["tokens_trained"] for p in points], dtype=float)
     losses = np.array([p["eval_loss"] for p in points], dtype=float)
     fit = bootstrap_loss_law(n, d, losses, resamples=settings.bootstrap, seed=seed, at=(n_target, d_target))
-    bests = [_best(sweep, size) for size in settings.sizes]
-    compute = np.array([b["flops"] for b in bests])
-    lr_law = fit_power_law(compute, np.array([b["learning_rate"] for b in bests]))
-    batch_law = fit_power_law(compute, np.array([b["batch_size"] for b in bests], dtype=float))
+    fit["leave_one_out"] = leave_one_out(n, d, losses, np.array(fit["theta"]))
+    fit["largest_held_out"] = largest_held_out(n, d, losses)
+    lr_law, batch_law = laws["learning_rate"], laws["batch_size"]
     target_flops = flops_per_token(settings.family, target, VOCAB_SIZE) * d_target
     largest = max(p["flops"] for p in points)
     warnings = []
@@ -231,6 +282,10 @@ def _assemble(settings, corpus, sweep, points, noise, prediction, check, seconds
             "ladder_seconds": ladder_seconds,
             "predicted_rung_seconds": target_run["seconds"],
             "fraction_seconds": ladder_seconds / max(1e-9, target_run["seconds"]),
+            "counted": "sweep, budget and noise runs of the fitted sizes",
+            "not_counted": "the learning-rate grid at the predicted rung (the check itself)",
+            "check_runs": len(check["runs"]),
+            "check_flops": sum(r["flops"] for r in check["runs"]),
             "check_seconds": sum(r["seconds"] for r in check["runs"]),
             "total_seconds": seconds,
         },

@@ -10,6 +10,8 @@ from openrecipe.ladder.fit import (
     fit_loss_law,
     fit_power_law,
     kendall_tau,
+    largest_held_out,
+    leave_one_out,
     power_law_at,
 )
 
@@ -52,3 +54,16 @@ def test_rank_agreement_and_noise_ties():
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     result = distinguishable_tau([1.0, 1.01, 2.0], [1.02, 1.0, 2.5], band=0.05)
     assert result == {"tau": 1.0, "ranked_pairs": 2, "tied_pairs": 1}
+
+
+def test_leave_one_out_and_the_largest_size_held_out():
+    _, n, d, losses = _points(0.003)
+    _, theta = fit_loss_law(n, d, losses)
+    close = leave_one_out(n, d, losses, theta)
+    assert len(close["errors"]) == n.size and close["max_abs"] < 0.02
+    rehearsal = largest_held_out(n, d, losses)
+    assert len(rehearsal["errors"]) == 3 and rehearsal["max_abs"] < 0.03
+    # A largest size whose losses do not follow the law shows up in the rehearsal.
+    bent = losses.copy()
+    bent[n == n.max()] *= 1.2
+    assert largest_held_out(n, d, bent)["max_abs"] > 0.1
