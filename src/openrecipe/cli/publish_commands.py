@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def publish(
-    run_dir: Path = typer.Argument(..., help="A finished run folder."),
+    run_dir: Path = typer.Argument(..., help="A finished run folder, or a finished ladder folder."),
     out: Path = typer.Option(..., "--out", "-o", help="New bundle folder."),
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", help="Upload the bundle to this hub repo."),
     public: bool = typer.Option(False, "--public", help="Make the hub repository public (default: private)."),
@@ -47,7 +47,9 @@ def publish(
         _confirm_raw(run_dir, yes)
     info = write_bundle(run_dir, out, include_raw=include_raw, base_model_id=base_model_id)
     console.print(f"bundle written to {out} ({info['files']} files, {info['inputs_copied']} input files copied)")
-    if not info["base_model"]:
+    if "ladder_runs" in info:
+        console.print(f"  a ladder: {info['ladder_runs']} runs, the fit, the prediction and its check")
+    elif not info["base_model"]:
         console.print(
             "[yellow]the base model has no known hub id: the card names none and the adapter names its folder; "
             "pass --base-model-id OWNER/NAME[/yellow]"

@@ -88,7 +88,11 @@ def _license(manifest: dict[str, Any], run_dir: Path) -> str:
 def publish(run_dir: Path, out: Path, *, include_raw: bool = False, base_model_id: str | None = None) -> dict[str, Any]:
     """Without `include_raw`, the bundle holds the cleaned data and its recipe trains from it; the raw inputs
     clean stages read stay behind. Paths and the user name of this machine are rewritten; a key or token
-    anywhere refuses the whole bundle (nothing is written)."""
+    anywhere refuses the whole bundle (nothing is written). A ladder folder is published as a ladder."""
+    from openrecipe.publish.ladder import is_ladder, publish_ladder
+
+    if is_ladder(run_dir):
+        return publish_ladder(run_dir, out)
     manifest, run = _load(run_dir)
     license = _license(manifest, run_dir)
     if out.exists() and any(out.iterdir()):

@@ -27,6 +27,7 @@ TINY = {
         "learning_rates": [3.0e-3, 1.0e-2],
         "batch_sizes": [4],
         "noise_seeds": 1,
+        "eval_blocks": 32,
         "bootstrap": 10,
         "predict": {"width": 48, "depth": 4, "tokens": 4096, "check_multipliers": [0.5, 1.0]},
     },
@@ -58,14 +59,41 @@ def test_tiny_ladder_predicts_then_checks(tmp_path):
     assert prediction["compute_multiple_of_largest_rung"] >= 1
     low, high = prediction["loss_interval"]
     assert low <= prediction["loss"] <= high
+    assert len(prediction["fit"]["leave_one_out"]["errors"]) == 15
+    assert len(prediction["fit"]["largest_held_out"]["errors"]) == 3
+    assert (out / "manifest.json").is_file() and (out / "recipe.resolved.yaml").is_file()
     assert result["check"]["actual_loss"] > 0
     assert len(result["transfer"]["adjacent"]) == 4
     assert result["budget"]["fraction_flops"] > 0
     assert {"fit", "sweep"} <= {part.split('"')[0] for part in (out / "ladder.html").read_text().split('alt="')[1:]}
-    assert "Prediction, then check" in (out / "ladder.md").read_text()
+    report = (out / "ladder.md").read_text()
+    assert "Prediction, then check" in report and "leave-one-out" in report and "not counted" in report
     # Re-running reuses every finished rung and gives the same fitted coefficients (same seed).
     again = run_ladder(_recipe(tmp_path, TINY), [], out)
     assert again["prediction"]["fit"]["law"] == result["prediction"]["fit"]["law"]
+    _publish_the_ladder(out, tmp_path / "bundle", result)
+
+
+def _publish_the_ladder(out: Path, bundle: Path, result: dict) -> None:
+    """`openrecipe publish` of the ladder folder: every run, the fit and the prediction, checksummed."""
+    from typer.testing import CliRunner
+
+    from openrecipe.cli.main import app
+    from openrecipe.publish.bundle import verify_bundle
+
+    published = CliRunner().invoke(app, ["publish", str(out), "--out", str(bundle)])
+    assert published.exit_code == 0, published.output
+    assert "a ladder:" in published.output
+    runs = sorted(p.name for p in (bundle / "runs").iterdir())
+    assert runs == sorted(f"{p.name}.json" for p in (out / "rungs").iterdir())
+    shipped = json.loads((bundle / "ladder.json").read_text())
+    assert shipped["prediction"]["fit"]["law"] == result["prediction"]["fit"]["law"]
+    assert json.loads((bundle / "prediction.json").read_text())["loss"] == result["prediction"]["loss"]
+    assert yaml.safe_load((bundle / "recipe.yaml").read_text())["ladder"]["budgets"] == TINY["ladder"]["budgets"]
+    card = (bundle / "README.md").read_text()
+    assert "predicted" in card and "actual" in card
+    assert verify_bundle(bundle) == []
+    assert str(out.parent) not in (bundle / "manifest.json").read_text()  # this machine's paths are rewritten
 
 
 def test_too_few_sizes_is_a_recipe_error(tmp_path):
