@@ -102,7 +102,39 @@ def ladder_table(folder: Path) -> None:
         f"{100 * check['predicted_lr_loss_above_best_relative']:+.2f}% loss | within 1% |"
     )
     print(f"| ladder compute | - | {100 * budget['fraction_flops']:.1f}% of the predicted rung | - | at most 20% |")
-    print(f"\nwhole ladder with the check: {budget['total_seconds']:.0f} s")
+    fit = prediction["fit"]
+    checks = (("leave_one_out", "leave-one-out (fitted rungs)"), ("largest_held_out", "largest size held out"))
+    for name, label in checks:
+        if name in fit and fit[name]["rms"] is not None:
+            errors = f"rms {100 * fit[name]['rms']:.2f}%, worst {100 * fit[name]['max_abs']:.2f}%"
+            print(f"| {label} | - | - | {errors} | - |")
+    print(
+        f"\nthe predicted rung is {prediction['compute_multiple_of_largest_rung']:.1f}x the largest fitted rung's "
+        f"compute; actual loss inside the 95% interval: {check['inside_interval']}"
+    )
+    print(
+        f"counted in the ladder's compute: {budget.get('counted', 'sweep, budget and noise runs')}; not counted: "
+        f"{budget.get('not_counted', 'the check')}"
+    )
+    print(
+        f"whole ladder with the check: {budget['total_seconds']:.0f} s wall "
+        f"(ladder runs {budget['ladder_seconds']:.0f} s, check runs {budget['check_seconds']:.0f} s of training)"
+    )
+
+
+def machine() -> str:
+    """CPU flags that matter for fp32/bf16 matmuls, and the load average: every figure here depends on them."""
+    import os
+
+    flags = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                flags = {f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx"))}
+                break
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, flags {' '.join(sorted(flags)) or '-'}; load average {load}"
 
 
 def main() -> None:
@@ -110,6 +142,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--ladder", type=Path, default=Path("ladders/demo"))
     args = parser.parse_args()
+    print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as folder:
         recipe = build(Path(folder))
         rows = [sweep(recipe, workers, args.trials) for workers in (1, 2)]
@@ -118,6 +151,7 @@ def main() -> None:
     print("|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    print(f"machine after the sweeps: {machine()}")
     ladder_table(args.ladder)
 
 
