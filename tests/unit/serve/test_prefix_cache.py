@@ -34,8 +34,8 @@ def test_a_prefix_is_learned_from_two_prompts_and_reused_only_where_every_prompt
     size, layers = cache.longest([Prompt(None, (*system, 7, 8)), Prompt(None, (*system, 9))])
     assert size == len(system)
     for layer, (keys, values) in enumerate(layers):
-        assert keys.shape == (1, HEADS, len(system), DIM)
-        assert torch.equal(keys[0, 0, :, 0], torch.tensor(system, dtype=torch.float) + 1000 * layer)
+        assert keys.shape == (2, HEADS, len(system), DIM)  # one row per prompt asking
+        assert torch.equal(keys[1, 0, :, 0], torch.tensor(system, dtype=torch.float) + 1000 * layer)
         assert torch.equal(values, -keys)
     assert cache.hit_tokens == 2 * len(system)
     assert cache.longest([Prompt(None, system)]) is None  # nothing of its own would be left to run
@@ -60,3 +60,15 @@ def test_entries_stay_within_the_token_budget_oldest_first_and_clear_forgets():
     assert cache.longest([Prompt(None, (300, 301, 302, 5))])[0] == 3
     cache.clear()
     assert cache.longest([Prompt(None, (300, 301, 302, 5))]) is None
+
+
+def test_a_batch_mixing_adapters_gets_each_row_its_own_adapter_entry():
+    cache = PrefixCache(min_tokens=2)
+    for adapter, offset in (("nova", 0.0), ("lumen", 0.5)):
+        pair = [Prompt(adapter, (5, 6, 7, 1)), Prompt(adapter, (5, 6, 7, 2))]
+        layers, attention = prefilled(pair)
+        cache.learn(pair, [(keys + offset, values) for keys, values in layers], attention)
+    size, layers = cache.longest([Prompt("lumen", (5, 6, 7, 9)), Prompt("nova", (5, 6, 7, 8, 8))])
+    assert size == 3
+    assert torch.equal(layers[0][0][:, 0, 0, 0], torch.tensor([5.5, 5.0]))
+    assert cache.longest([Prompt("lumen", (5, 6, 7, 9)), Prompt(None, (5, 6, 7, 8))]) is None

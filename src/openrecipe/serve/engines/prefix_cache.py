@@ -5,7 +5,7 @@ user turn). Their keys and values do not depend on what follows, so a prefill ca
 run the model only over each request's own tokens. A prefix is learned the second time it is seen (the longest
 common start of two prompts with the same adapter); entries are evicted least recently used first, within a
 budget of cached tokens. The cache keys on the adapter as well, since a LoRA on the key/value projections changes
-the keys and values.
+the keys and values; a batch mixing adapters takes each row's start from its own adapter's entry.
 """
 
 from __future__ import annotations
@@ -45,19 +45,23 @@ class PrefixCache:
         self._recent.clear()
 
     def longest(self, prompts: list[Prompt]) -> tuple[int, Layers] | None:
-        """The longest stored prefix that every prompt starts with and goes beyond (its length and layers)."""
-        best: Prompt | None = None
-        for key in self._entries:
-            size = len(key.ids)
-            if (best is None or size > len(best.ids)) and all(
-                p.adapter == key.adapter and len(p.ids) > size and p.ids[:size] == key.ids for p in prompts
-            ):
-                best = key
-        if best is None:
-            return None
-        self._entries.move_to_end(best)
-        self.hit_tokens += len(best.ids) * len(prompts)
-        return len(best.ids), self._entries[best]
+        """The longest length at which every prompt has a stored start and tokens beyond it: that length and
+        the batch's keys/values (rows in prompt order; rows may come from different adapters' entries)."""
+        for size in sorted({len(key.ids) for key in self._entries}, reverse=True):
+            if any(len(p.ids) <= size for p in prompts):
+                continue
+            keys = [Prompt(p.adapter, p.ids[:size]) for p in prompts]
+            if not all(key in self._entries for key in keys):
+                continue
+            for key in keys:
+                self._entries.move_to_end(key)
+            self.hit_tokens += size * len(prompts)
+            rows = [self._entries[key] for key in keys]
+            return size, [
+                (torch.cat([row[layer][0] for row in rows]), torch.cat([row[layer][1] for row in rows]))
+                for layer in range(len(rows[0]))
+            ]
+        return None
 
     def learn(self, prompts: list[Prompt], layers: list[tuple[torch.Tensor, torch.Tensor]], attention: torch.Tensor):
         """After a prefill: store the longest start each prompt shares with another recent one.

@@ -276,15 +276,7 @@ class TransformersEngine:
             ids[row, length - len(own) :] = torch.tensor(own)
             attention[row, reused + length - len(own) :] = 1
         positions = ((attention.cumsum(-1) - 1).clamp(min=0))[:, reused:]
-        if cached:
-            cache = DynamicCache(
-                [
-                    (keys.expand(len(requests), -1, -1, -1), values.expand(len(requests), -1, -1, -1))
-                    for keys, values in cached[1]
-                ]
-            )
-        else:
-            cache = DynamicCache()
+        cache = DynamicCache(cached[1]) if cached else DynamicCache()
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
         logits = self._adapters.model(
             input_ids=ids,
