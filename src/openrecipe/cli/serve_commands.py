@@ -45,7 +45,7 @@ def serve(
     context_length: int | None = typer.Option(
         None, "--context-length", help="llamacpp: context tokens per slot; vllm: max model length."
     ),
-    slots: int = typer.Option(1, "--slots", help="llamacpp: requests decoded together in one batch (a KV-cache stream each)."),
+    slots: int = typer.Option(1, "--slots", help="llamacpp: requests decoded together in one batch."),
     adapter: list[str] = typer.Option(
         [], "--adapter", help="NAME=PATH: serve a LoRA adapter as model NAME beside the base (repeat)."
     ),
