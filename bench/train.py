@@ -1,13 +1,18 @@
-"""Training throughput on the default model: our loop vs TRL's SFTTrainer, same data, LoRA config and
-token count, each in its own process (peak RSS measured per process). Needs `pip install -e .[bench]`.
+"""Training throughput on the default model, one job, one machine: our loop (eager and compiled) vs TRL's
+SFTTrainer (its defaults, i.e. gradient checkpointing on, and without it). Same data, LoRA config, batch and
+steps; tokens/s counts the same trained (non-padding) tokens on every side. Each side runs in its own
+process, so peak RSS is per side. Needs `pip install -e .[bench]`.
 
-    .venv/bin/python bench/train.py --steps 16
+    .venv/bin/python bench/train.py --steps 6 --batch 8
+    .venv/bin/python bench/train.py --ddp 2      # scaling: 2 processes vs 1 on the same job
+    .venv/bin/python bench/train.py --fsdp 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -17,10 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = {"rank": 16, "alpha": 32, "dropout": 0.0}
+SIDES = {
+    "ours": "ours, eager",
+    "ours-compiled": "ours, compiled",
+    "trl": "TRL SFTTrainer, its defaults (gradient checkpointing)",
+    "trl-no-checkpointing": "TRL SFTTrainer, no gradient checkpointing",
+}
 
 
 def examples(path: Path) -> None:
-    """FAQ + identity conversations with the recipe's system prompt, written once for both sides."""
+    """FAQ + identity conversations with the recipe's system prompt, written once for every side."""
     from openrecipe.config.common import Identity
     from openrecipe.data.config import DataSource
     from openrecipe.data.identity import identity_training_messages
@@ -35,11 +46,13 @@ def examples(path: Path) -> None:
     path.write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
 
 
-def run_ours(data: Path, out: Path, steps: int, batch: int) -> dict:
+def run_ours(data: Path, out: Path, steps: int, batch: int, compiled: bool, strategy: str = "ddp") -> dict:
+    """Tokens/s over the steps after the first (and, compiled, after every step that compiled a new shape)."""
     from transformers import AutoTokenizer
 
     from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
     from openrecipe.models.default import ensure_default_model
+    from openrecipe.train import loop
     from openrecipe.train.batching import TrainData
     from openrecipe.train.config import TrainSettings
     from openrecipe.train.loop import TrainJob, train
@@ -55,14 +68,42 @@ def run_ours(data: Path, out: Path, steps: int, batch: int) -> dict:
         batch_size=batch,
         eval_fraction=0.0,
         save_every_steps=10_000,
+        compile=compiled,
+        distributed={"strategy": strategy},
     )
+    # CPU seconds of each step (this process, all threads): on a shared machine wall time measures the others.
+    cpu_seconds: list[float] = []
+    step = loop._Training._step
+
+    def timed_step(self):
+        start = time.process_time()
+        row = step(self)
+        cpu_seconds.append(time.process_time() - start)
+        return row
+
+    loop._Training._step = timed_step
     start = time.perf_counter()
     outcome = train(TrainJob("default", TrainData({"d": tokenized}, {"d": 1.0}), settings, out, seed=0))
     seconds = time.perf_counter() - start
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    tokens = sum(r["tokens"] for r in rows[1:])
-    step_seconds = sum(r["tokens"] / r["tokens_per_s"] for r in rows[1:])
-    return {"tokens_per_s": tokens / step_seconds, "wall_s": seconds, "mfu": outcome.metrics.get("mfu")}
+    # Steps after the first, and compiled, only steps after the last one that compiled a new shape.
+    graphs = [row.get("compile_graphs", 0) for row in rows]
+    settled = [i for i in range(1, len(rows)) if graphs[i - 1] == graphs[i] == graphs[-1]] or [len(rows) - 1]
+    tokens = sum(rows[i]["tokens"] for i in settled)
+    step_seconds = sum(rows[i]["tokens"] / rows[i]["tokens_per_s"] for i in settled)
+    all_tokens = sum(r["tokens"] for r in rows)
+    all_seconds = sum(r["tokens"] / r["tokens_per_s"] for r in rows)
+    return {
+        "tokens_per_s": tokens / step_seconds,
+        "tokens_per_cpu_s": tokens / sum(cpu_seconds[i] for i in settled),
+        "tokens_per_s_with_first_steps": all_tokens / all_seconds,
+        "measured_steps": len(settled),
+        "tokens_per_step": all_tokens / len(rows),
+        "wall_s": seconds,
+        "compile_s": outcome.metrics.get("compile_seconds"),
+        "compile_graphs": outcome.metrics.get("compile_graphs"),
+        "final_loss": outcome.metrics.get("final_loss"),
+    }
 
 
 def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool = True) -> dict:
@@ -79,14 +120,15 @@ def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool =
         messages = json.loads(line)["messages"]
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
     dataset = datasets.Dataset.from_list(rows)
-    times: list[tuple[float, int]] = []
+    times: list[tuple[float, float, int]] = []
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
+            self.start, self.cpu, self.seen = time.perf_counter(), time.process_time(), state.num_input_tokens_seen
 
         def on_step_end(self, args, state, control, **kwargs):
-            times.append((time.perf_counter() - self.start, 0))
+            seconds, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu
+            times.append((seconds, cpu, state.num_input_tokens_seen - self.seen))
 
     config = SFTConfig(
         output_dir=str(out),
@@ -101,7 +143,7 @@ def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool =
         bf16=False,
         dataloader_num_workers=0,
         completion_only_loss=True,
-        include_num_input_tokens_seen=True,
+        include_num_input_tokens_seen="non_padding",  # the tokens our side counts
         gradient_checkpointing=checkpointing,  # TRL's SFTConfig default is True
     )
     trainer = SFTTrainer(
@@ -117,71 +159,155 @@ def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool =
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    tokens = trainer.state.num_input_tokens_seen
-    step_seconds = sum(t for t, _ in times)
-    first = times[0][0] if times else 0
-    per_step = tokens / max(1, len(times))
-    return {"tokens_per_s": (tokens - per_step) / max(1e-9, step_seconds - first), "wall_s": seconds}
+    # The token counter is updated before the step's callbacks on some versions and after on others: count
+    # the step's tokens as the difference seen from one step's begin to the next.
+    settled = times[1:] or times
+    tokens = sum(count for _, _, count in settled)
+    return {
+        "tokens_per_s": tokens / max(1e-9, sum(t for t, _, _ in settled)),
+        "tokens_per_cpu_s": tokens / max(1e-9, sum(cpu for _, cpu, _ in settled)),
+        "measured_steps": len(settled),
+        "tokens_per_step": trainer.state.num_input_tokens_seen / max(1, len(times)),
+        "wall_s": seconds,
+    }
+
+
+def side_main(args: argparse.Namespace) -> None:
+    from openrecipe.cli.quiet import quiet_libraries
+
+    quiet_libraries()
+    if args.side.startswith("ours"):
+        result = run_ours(Path(args.data), Path(args.out), args.steps, args.batch, args.side == "ours-compiled")
+    elif args.side.startswith("scale-"):
+        result = run_ours(Path(args.data), Path(args.out), args.steps, args.batch, False, args.side[6:])
+    else:
+        result = run_trl(Path(args.data), Path(args.out), args.steps, args.batch, args.side == "trl")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_gib"] = usage.ru_maxrss / 2**20
+    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)  # the whole process: loading included
+    if int(os.environ.get("RANK", "0")) == 0:
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_side(side: str, data: Path, out: Path, args: argparse.Namespace, processes: int = 1) -> dict | None:
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--master_port=29611"]
+    command = [*launcher, __file__, "--side", side, "--data", str(data), "--out", str(out)]
+    command += ["--steps", str(args.steps), "--batch", str(args.batch)]
+    started = time.perf_counter()
+    process = subprocess.run(command, capture_output=True, text=True)
+    line = next((row for row in process.stdout.splitlines() if row.startswith("RESULT ")), None)
+    if line is None:
+        print(f"{side} failed (exit {process.returncode}):\n{process.stderr[-3000:]}")
+        return None
+    result = json.loads(line[7:])
+    result["process_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def machine() -> dict:
+    import torch
+
+    from openrecipe.models.precision import cpu_precision_probe
+
+    probe = cpu_precision_probe()
+    flags = Path("/proc/cpuinfo").read_text().split()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return {
+        "cpu": probe.machine,
+        "flags": [flag for flag in wanted if flag in flags],
+        "threads": torch.get_num_threads(),
+        "fp32_gflops": probe.fp32_gflops,
+        "bf16_gflops": probe.bf16_gflops,
+        "precision": probe.best,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def mfu(tokens_per_s: float, tokens_per_row: float, peak_gflops: float) -> float:
+    """LoRA FLOPs per token (4N + 12·L·s·d, train/flops.py) × tokens/s over the measured matmul peak."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from openrecipe.models.default import ensure_default_model
+    from openrecipe.train.flops import flops_per_token
+
+    config = AutoConfig.from_pretrained(str(ensure_default_model()))
+    with torch.device("meta"):
+        params = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    per_token = flops_per_token(params, config.num_hidden_layers, int(tokens_per_row), config.hidden_size, False)
+    return tokens_per_s * per_token / (peak_gflops * 1e9)
+
+
+def compare(args: argparse.Namespace, data: Path, tmp: Path, info: dict) -> None:
+    results = {}
+    for side in args.sides.split(","):
+        label = SIDES[side]
+        result = run_side(side, data, tmp / side, args)
+        if result is None:
+            continue
+        peak = info["bf16_gflops"] if info["precision"] == "bf16" else info["fp32_gflops"]
+        row_tokens = result["tokens_per_step"] / args.batch
+        result["mfu"] = round(mfu(result["tokens_per_s"], row_tokens, peak), 3)
+        # The same against CPU time: the peak was measured on all `threads`, so one CPU-second holds 1/threads.
+        result["mfu_cpu_time"] = round(mfu(result["tokens_per_cpu_s"], row_tokens, peak / info["threads"]), 3)
+        results[side] = result
+        print(f"{label}: {json.dumps(result)}", flush=True)
+    print(f"load average after: {[round(x, 2) for x in os.getloadavg()]}")
+    for ours in ("ours", "ours-compiled"):
+        for trl in ("trl", "trl-no-checkpointing"):
+            if ours in results and trl in results:
+                a, b = results[ours], results[trl]
+                print(
+                    f"{SIDES[ours]} vs {SIDES[trl]}: tokens/s {a['tokens_per_s'] / b['tokens_per_s']:.2f}x, "
+                    f"tokens per CPU-second {a['tokens_per_cpu_s'] / b['tokens_per_cpu_s']:.2f}x, "
+                    f"peak RSS {a['peak_rss_gib'] / b['peak_rss_gib']:.2f}x"
+                )
+    if "trl" in results:
+        needed = 3 * results["trl"]["mfu_cpu_time"]
+        print(f"3x TRL's tokens/s needs MFU {needed:.2f} (CPU time) of the measured {info['precision']} matmul peak")
+
+
+def scaling(args: argparse.Namespace, data: Path, tmp: Path, strategy: str, processes: int) -> None:
+    """Same job (global batch, steps) on one process and on `processes`: efficiency = speed-up / processes."""
+    one = run_side(f"scale-{strategy}", data, tmp / "one", args)
+    many = run_side(f"scale-{strategy}", data, tmp / "many", args, processes)
+    if one is None or many is None:
+        return
+    print(f"1 process: {json.dumps(one)}")
+    print(f"{processes} processes ({strategy}): {json.dumps(many)}")
+    speedup = many["tokens_per_s"] / one["tokens_per_s"]
+    print(
+        f"{strategy} scaling on {processes} processes: {speedup:.2f}x the tokens/s of one, "
+        f"efficiency {speedup / processes:.2f} (1.00 = linear); load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--side", choices=["ours", "trl", "trl-no-checkpointing"])
+    parser.add_argument("--ddp", type=int, metavar="N", help="scaling of N DDP processes against one")
+    parser.add_argument("--fsdp", type=int, metavar="N", help="scaling of N FSDP2 processes against one")
+    parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, from: {', '.join(SIDES)}")
+    parser.add_argument("--side", choices=[*SIDES, "scale-ddp", "scale-fsdp"])
     parser.add_argument("--data")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.side:
-        from openrecipe.cli.quiet import quiet_libraries
-
-        quiet_libraries()
-        if args.side == "ours":
-            result = run_ours(Path(args.data), Path(args.out), args.steps, args.batch)
-        else:
-            checkpointing = args.side == "trl"
-            result = run_trl(Path(args.data), Path(args.out), args.steps, args.batch, checkpointing)
-        result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print("RESULT " + json.dumps(result))
+        side_main(args)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data.jsonl"
+    info = machine()
+    print(f"machine: {json.dumps(info)}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        data = tmp / "data.jsonl"
         examples(data)
-        results = {}
-        for side in ("ours", "trl", "trl-no-checkpointing"):
-            process = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--side",
-                    side,
-                    "--data",
-                    str(data),
-                    "--out",
-                    str(Path(tmp) / side),
-                    "--steps",
-                    str(args.steps),
-                    "--batch",
-                    str(args.batch),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            line = next((row for row in process.stdout.splitlines() if row.startswith("RESULT ")), None)
-            if line is None:
-                print(f"{side} failed:\n{process.stderr[-2000:]}")
-                return
-            results[side] = json.loads(line[7:])
-            print(f"{side}: {results[side]}")
-    ours = results["ours"]
-    for side, label in (("trl", "TRL SFTTrainer, its defaults"), ("trl-no-checkpointing", "TRL, no checkpointing")):
-        other = results[side]
-        print(
-            f"vs {label}: tokens/s {ours['tokens_per_s'] / other['tokens_per_s']:.2f}x, "
-            f"peak RSS {ours['peak_rss_gib'] / other['peak_rss_gib']:.2f}x"
-        )
-    print(f"our MFU: {ours.get('mfu')}")
-    print("LLaMA-Factory on the same job (../shared/FINDINGS.md, AMX machine): 255 tok/s")
+        if args.ddp or args.fsdp:
+            scaling(args, data, tmp, "ddp" if args.ddp else "fsdp", args.ddp or args.fsdp)
+        else:
+            compare(args, data, tmp, info)
 
 
 if __name__ == "__main__":
