@@ -21,7 +21,24 @@ LLAMA_KEY := $(shell printf '%s %s %s' "$(LLAMA_VERSION)" "$(UNAME_M)" "$(LLAMA_
 LLAMA_WHEELS := $(HOME)/.cache/openrecipe/llama-cpp-wheels/$(LLAMA_KEY)
 LLAMA_SDIST := $(HOME)/.cache/openrecipe/llama-cpp-sdist/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 
-.PHONY: install system-deps demo test test-fast lint format bench clean
+# llama.cpp's own server from the same source, for the serving conformance suite and bench/serve.py: only the
+# `llama-server` target, no HTTPS, no web UI, nothing downloaded at build time. Where the wheel carries ggml's
+# CPU variants, the server compiles no CPU backend of its own: the wheel's variants (same source and flags,
+# AMX's sapphirerapids left out as in openrecipe.models.llamacpp) are copied beside the binary, where ggml's
+# loader picks the best one at run time. Built in place (its libraries are found through the build tree's
+# RPATH) under a folder keyed like the wheel cache.
+ifneq ($(filter -DGGML_CPU_ALL_VARIANTS=ON,$(LLAMA_CMAKE_ARGS)),)
+LLAMA_SERVER_CPU_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU=OFF
+else
+LLAMA_SERVER_CPU_ARGS := -DGGML_NATIVE=OFF
+endif
+LLAMA_SERVER_CMAKE_ARGS := $(LLAMA_SERVER_CPU_ARGS) -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+LLAMA_SERVER_KEY := $(shell printf '%s %s %s %s' "$(LLAMA_KEY)" "$(LLAMA_VERSION)" "$(UNAME_M)" "$(LLAMA_SERVER_CMAKE_ARGS)" | sha256sum | cut -c1-16)
+LLAMA_SERVER_DIR := $(HOME)/.cache/openrecipe/llama-server/$(LLAMA_SERVER_KEY)
+LLAMA_SERVER := $(LLAMA_SERVER_DIR)/build/bin/llama-server
+
+.PHONY: install system-deps demo test test-fast lint format bench clean llama-server
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +60,20 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 install: $(STAMP)
+
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SERVER): | $(STAMP)
+	test -d $(LLAMA_SERVER_DIR)/src || { rm -rf $(LLAMA_SERVER_DIR)/src.tmp && mkdir -p $(LLAMA_SERVER_DIR)/src.tmp && \
+	  tar -xzf $(LLAMA_SDIST) -C $(LLAMA_SERVER_DIR)/src.tmp --strip-components=3 \
+	    llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp && mv $(LLAMA_SERVER_DIR)/src.tmp $(LLAMA_SERVER_DIR)/src; }
+	cmake -S $(LLAMA_SERVER_DIR)/src -B $(LLAMA_SERVER_DIR)/build $$(command -v ninja >/dev/null && echo -G Ninja) \
+	  $(LLAMA_SERVER_CMAKE_ARGS) >$(LLAMA_SERVER_DIR)/configure.log
+	cmake --build $(LLAMA_SERVER_DIR)/build --target llama-server -j $$(nproc) >$(LLAMA_SERVER_DIR)/build.log \
+	  || { tail -n 30 $(LLAMA_SERVER_DIR)/build.log; exit 1; }
+	lib=$$($(BIN)/python -c "import llama_cpp, pathlib; print(pathlib.Path(llama_cpp.__file__).parent / 'lib')") && \
+	  for f in $$lib/libggml-cpu-*.so; do case $$f in *sapphirerapids*) ;; *) cp $$f $(LLAMA_SERVER_DIR)/build/bin/;; esac; done
+	$@ --version >/dev/null 2>&1 || { echo "$@ does not run"; exit 1; }
 
 # Debian packages some tests use: qemu-user runs llama.cpp under an emulated CPU without AVX-512,
 # chromium drives the workbench's browser tests (fonts-wqy-microhei renders its Chinese pages). Installed only when missing (needs root or sudo).
