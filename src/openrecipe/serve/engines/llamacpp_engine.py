@@ -89,7 +89,7 @@ class LlamaCppEngine:
             self._template = self._checked(chat_template, model)
         self.model_id = model_id
         self.num_slots = max(1, slots)
-        self.context_length = min(context_length, self.llama._model.n_ctx_train() or context_length)
+        self.context_length = context_length
         self.vocab_size = self.llama.n_vocab()
         # llama-cpp-python's own default, as before: half the CPUs. Every batch waits on all its threads at each
         # layer, so a thread per logical CPU stalls whenever another process takes one of them.
@@ -204,7 +204,12 @@ class LlamaCppEngine:
         while True:
             if not self._admit(running):
                 break
-            self._step(running)
+            try:
+                self._step(running)
+            except Exception as error:  # the running requests fail; the loop serves the next ones
+                for slot in list(running.values()):
+                    self._stats["failed_requests"] += 1
+                    self._finish(running, slot, Failed(f"llama.cpp failed: {type(error).__name__}: {error}"))
         for slot in list(running.values()):
             self._finish(running, slot, Finished("cancelled", len(slot.request.prompt_ids), slot.produced))
 
