@@ -67,10 +67,11 @@ def test_completions_endpoint(client):
     assert out.usage.completion_tokens >= 1 and isinstance(out.choices[0].text, str)
 
 
-def test_concurrent_requests_all_finish_on_two_slots(client):
-    with ThreadPoolExecutor(4) as pool:
-        replies = list(pool.map(lambda _: chat(client), range(4)))
+def test_concurrent_requests_all_finish_on_two_slots_decoded_in_one_batch(server, client):
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: chat(client), range(8)))
     assert len({r.choices[0].message.content for r in replies}) == 1  # greedy: every slot agrees
+    assert server[1].stats()["max_batch_size_seen"] == 2  # both slots' tokens went to one llama_decode
 
 
 def test_logprobs_are_refused_by_name(client):
