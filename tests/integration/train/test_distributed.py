@@ -11,9 +11,11 @@ from tests.integration.train.helpers import chat_file, losses, run_cli, write_re
 pytestmark = pytest.mark.slow
 
 
-def test_two_processes_match_one(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_two_processes_match_one(tmp_path, tiny_model_dir, compiled):
     data = chat_file(tmp_path / "chat.jsonl", count=32)
-    recipe = write_recipe(tmp_path, tiny_model_dir, data, epochs=1, lora={"rank": 4, "alpha": 8, "dropout": 0.0})
+    lora = {"rank": 4, "alpha": 8, "dropout": 0.0}
+    recipe = write_recipe(tmp_path, tiny_model_dir, data, epochs=1, lora=lora, compile=compiled)
     single = tmp_path / "single"
     run_cli(["run", str(recipe), "--out", str(single)])
     double = tmp_path / "double"

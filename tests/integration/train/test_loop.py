@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from openrecipe.cli.main import app
@@ -53,7 +54,8 @@ def test_outputs_are_loadable_and_carry_the_training_template(tmp_path, tiny_mod
         assert chat.exit_code == 0, chat.output
 
 
-def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, tiny_model_dir, monkeypatch, compiled):
     import torch
 
     from openrecipe.train import loop
@@ -69,7 +71,9 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, tiny_mod
 
     monkeypatch.setattr(loop, "_token_loss_sum", poisoned)
     data = chat_file(tmp_path / "chat.jsonl", count=40)
-    recipe = write_recipe(tmp_path, tiny_model_dir, data, epochs=2, nonfinite_patience=3, save_every_steps=2)
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, data, epochs=2, nonfinite_patience=3, save_every_steps=2, compile=compiled
+    )
     out = tmp_path / "run"
     result = run(recipe, out)
     assert result.exit_code == 2
