@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 
 from openrecipe.config.base import StrictModel
 
-
 # Device types where `compile: auto` compiles (bench/train.py measures compiled against eager).
 COMPILE_PAYS_OFF = frozenset({"cuda"})
 
