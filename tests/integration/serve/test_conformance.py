@@ -212,6 +212,7 @@ ERRORS = [
     ("unknown_role", {"messages": [{"role": "wizard", "content": "x"}]}, openai.BadRequestError),
     ("max_tokens_too_large", {"max_tokens": CONTEXT + 1}, openai.BadRequestError),
     ("unsupported_field", {"extra_body": {"store": True}}, openai.BadRequestError),
+    ("missing_content", {"messages": [{"role": "user"}]}, openai.BadRequestError),
 ]
 
 
