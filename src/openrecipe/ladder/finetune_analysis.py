@@ -199,15 +199,22 @@ def verdicts(settings: FinetuneLadderSettings, best: dict, full_best: dict, band
                 if (fraction, rank) in best:
                     ratios[f"f{fraction:g}/r{rank}"] = best[(fraction, rank)]["interpolated"] / full["interpolated"]
         values = list(ratios.values())
+        span = (
+            f"{min(values):.1f}x"
+            if round(min(values), 1) == round(max(values), 1)
+            else (f"{min(values):.1f}x–{max(values):.1f}x")
+        )
         full_edge = any(f["edge"] for f in full_best.values())
+        lora_edge = any(best[(f, r)]["edge"] for f in full_best for r in settings.ranks if (f, r) in best)
+        edges = [name for name, flag in (("full fine-tuning's", full_edge), ("LoRA's", lora_edge)) if flag]
         out["lora_vs_full"] = {
             "ratios": ratios,
             "full_best": {f"{k:g}": v for k, v in full_best.items()},
             "text": (
                 "LoRA vs full: full fine-tuning's best rate is "
                 + ", ".join(f"{v['interpolated']:.2g} at fraction {k:g}" for k, v in full_best.items())
-                + f"; LoRA's best is {min(values):.1f}x–{max(values):.1f}x that"
-                + (" (full fine-tuning's best is at the edge of its grid)" if full_edge else "")
+                + f"; LoRA's best is {span} that"
+                + (f" ({' and '.join(edges)} best at the edge of its grid: the ratio is a bound)" if edges else "")
                 + " — published practice says ~10x."
             ),
         }
