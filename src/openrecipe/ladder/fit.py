@@ -59,7 +59,7 @@ def _starts(losses: np.ndarray) -> list[np.ndarray]:
     floor = math.log(max(1e-3, float(losses.min()) * 0.5))
     return [
         np.array([a, b, e, alpha, beta])
-        for a, b, e, alpha, beta in itertools.product((0.0, 8.0), (0.0, 8.0), (floor, 0.0), (0.3, 0.7), (0.3, 0.7))
+        for a, b, e, alpha, beta in itertools.product((0.0, 8.0), (0.0, 8.0), (floor,), (0.3, 0.7), (0.3, 0.7))
     ]
 
 
