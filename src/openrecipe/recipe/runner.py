@@ -52,12 +52,15 @@ def run_recipe(
     options = options or {}
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in remove_interrupted_writes(run_dir):
-        console.print(f"[yellow]removed {name}, left by an interrupted run[/yellow]")
     recipe_dump = recipe.model_dump(mode="json", exclude_none=True)
-    atomic_write_text(
-        run_dir / "recipe.resolved.yaml", yaml.safe_dump(recipe_dump, sort_keys=False, allow_unicode=True)
-    )
+    if launch_rank() == 0:
+        # Under torchrun every rank runs this function on the same folder: one tidying it would delete another's
+        # in-flight temporary file, so only rank 0 tidies and writes the resolved recipe.
+        for name in remove_interrupted_writes(run_dir):
+            console.print(f"[yellow]removed {name}, left by an interrupted run[/yellow]")
+        atomic_write_text(
+            run_dir / "recipe.resolved.yaml", yaml.safe_dump(recipe_dump, sort_keys=False, allow_unicode=True)
+        )
     run = RunRecord(recipe=recipe.name, run_dir=run_dir)
     results: dict[str, StageResult] = {}
     keys: dict[str, str] = {}
@@ -183,6 +186,14 @@ def _portable(path: Path, recipe_dir: Path | None) -> str:
         except ValueError:
             pass
     return str(path)
+
+
+def launch_rank() -> int:
+    """This process's global rank in a torchrun/accelerate launch (`RANK`), 0 outside one."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def remove_interrupted_writes(run_dir: Path) -> list[str]:
