@@ -4,15 +4,13 @@ best rate per rung and the transfer tables."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from openrecipe.ladder.finetune_analysis import law_at
-from openrecipe.ladder.report import _png
-from openrecipe.utils.fs import atomic_write_text
+from openrecipe.ladder.report import _fmt, _png, write_pages
 
 
 def _data_plot(result: dict[str, Any]) -> str:
@@ -189,22 +187,10 @@ def _interval(interval: list[float] | None) -> str:
     return "" if interval is None else f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else "-" if value is None else str(value)
-
-
 def write_report(result: dict[str, Any], ladder_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    text = markdown(result)
-    atomic_write_text(ladder_dir / "ladder.md", text)
-    images = "".join(
-        f'<p><img alt="{name}" src="data:image/png;base64,{data}"></p>'
-        for name, data in (("data", _data_plot(result)), ("rates", _rate_plot(result)))
-    )
-    atomic_write_text(
-        ladder_dir / "ladder.html",
-        "<!doctype html><meta charset=utf-8><title>fine-tuning ladder</title><body style='font-family:sans-serif'>"
-        f"{images}<pre>{html.escape(text)}</pre></body>",
+    write_pages(
+        ladder_dir, "fine-tuning ladder", markdown(result), {"data": _data_plot(result), "rates": _rate_plot(result)}
     )

@@ -177,14 +177,15 @@ def write_report(result: dict[str, Any], ladder_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    text = markdown(result)
+    write_pages(ladder_dir, "scaling ladder", markdown(result), {"fit": _curves(result), "sweep": _parallel(result)})
+
+
+def write_pages(ladder_dir: Path, title: str, text: str, images: dict[str, str]) -> None:
+    """ladder.md, and ladder.html: the base64 PNG `images` above the same text."""
     atomic_write_text(ladder_dir / "ladder.md", text)
-    images = "".join(
-        f'<p><img alt="{name}" src="data:image/png;base64,{data}"></p>'
-        for name, data in (("fit", _curves(result)), ("sweep", _parallel(result)))
-    )
+    figures = "".join(f'<p><img alt="{name}" src="data:image/png;base64,{data}"></p>' for name, data in images.items())
     atomic_write_text(
         ladder_dir / "ladder.html",
-        "<!doctype html><meta charset=utf-8><title>scaling ladder</title><body style='font-family:sans-serif'>"
-        f"{images}<pre>{html.escape(text)}</pre></body>",
+        f"<!doctype html><meta charset=utf-8><title>{title}</title><body style='font-family:sans-serif'>"
+        f"{figures}<pre>{html.escape(text)}</pre></body>",
     )

@@ -124,11 +124,9 @@ def publish(run_dir: Path, out: Path, *, include_raw: bool = False, base_model_i
             _copy_weights(final, run_dir, tmp, base_id)
         card = model_card(manifest, run, run_dir, license=license, base_model=base_id, raw=include_raw)
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        machine = Machine.here({run_dir: "<run>", **({recipe_dir: "<recipe>"} if recipe_dir else {})})
-        rewritten = rewrite_machine_strings(tmp, machine)
-        refuse_secrets(tmp)
-        sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*")) if p.is_file()]
-        (tmp / CHECKSUMS).write_text("\n".join(sums) + "\n")
+        rewritten, sums = seal(
+            tmp, Machine.here({run_dir: "<run>", **({recipe_dir: "<recipe>"} if recipe_dir else {})})
+        )
     return {
         "bundle": str(out),
         "files": len(sums),
@@ -241,3 +239,12 @@ def push_to_hub(bundle: Path, repo: str, *, public: bool = False, api: Any = Non
         folder_path=str(bundle), repo_id=repo, repo_type="model", commit_message="Publish with openrecipe"
     )
     return f"https://huggingface.co/{repo}"
+
+
+def seal(tmp: Path, machine: Machine) -> tuple[int, list[str]]:
+    """The last step of every bundle: this machine's paths rewritten, secrets refused, checksums written."""
+    rewritten = rewrite_machine_strings(tmp, machine)
+    refuse_secrets(tmp)
+    sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*")) if p.is_file()]
+    (tmp / CHECKSUMS).write_text("\n".join(sums) + "\n")
+    return rewritten, sums

@@ -11,10 +11,9 @@ from typing import Any
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.provenance.manifest import all_distributions
-from openrecipe.publish.bundle import CHECKSUMS
-from openrecipe.publish.sanitize import Machine, refuse_secrets, rewrite_machine_strings
+from openrecipe.publish.bundle import seal
+from openrecipe.publish.sanitize import Machine
 from openrecipe.utils.fs import atomic_directory
-from openrecipe.utils.hashing import sha256_file
 
 LADDER_FILES = ("ladder.json", "ladder.md", "ladder.html", "prediction.json", "manifest.json")
 
@@ -46,10 +45,7 @@ def publish_ladder(ladder_dir: Path, out: Path) -> dict[str, Any]:
         (tmp / "README.md").write_text(ladder_card(result, manifest), encoding="utf-8")
         recipe_dir = Path(manifest["recipe_dir"]) if manifest.get("recipe_dir") else None
         machine = Machine.here({ladder_dir: "<ladder>", **({recipe_dir: "<recipe>"} if recipe_dir else {})})
-        rewritten = rewrite_machine_strings(tmp, machine)
-        refuse_secrets(tmp)
-        sums = [f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}" for p in sorted(tmp.rglob("*")) if p.is_file()]
-        (tmp / CHECKSUMS).write_text("\n".join(sums) + "\n")
+        rewritten, sums = seal(tmp, machine)
     return {
         "bundle": str(out),
         "files": len(sums),
