@@ -28,6 +28,12 @@ class PretrainLadderSettings(StrictModel):
     sizes: list[Size] = Field(min_length=2, description="Rungs of the family, smallest first")
     budgets: list[int] = Field(min_length=2, description="Token budgets every size is trained on")
     learning_rates: list[float] = Field(min_length=1, description="Grid searched at the smallest budget")
+    grid_every_budget: int = Field(
+        0,
+        ge=0,
+        description="The smallest this many sizes get the rate grid at every budget, so that the rate law of "
+        "compute sees more data as well as bigger models",
+    )
     batch_sizes: list[int] = Field([16], min_length=1, description="Sequences per step; grid with the rates")
     noise_seeds: int = Field(1, ge=0, description="Extra seeds of each size's best setting, to measure seed noise")
     bootstrap: int = Field(200, ge=10, description="Bootstrap resamples for the confidence intervals")
@@ -51,6 +57,11 @@ class PretrainLadderSettings(StrictModel):
             raise ValueError(f"the ladder has {len(self.sizes)} sizes; at least {self.min_sizes} are needed for a fit")
         if len(self.budgets) < self.min_budgets:
             raise ValueError(f"the ladder has {len(self.budgets)} budgets; at least {self.min_budgets} are needed")
+        if self.grid_every_budget > len(self.sizes):
+            raise ValueError(
+                f"grid_every_budget is {self.grid_every_budget} but the ladder has {len(self.sizes)} sizes; "
+                "use at most that many"
+            )
         if sorted(self.budgets) != self.budgets or len(set(self.budgets)) != len(self.budgets):
             raise ValueError("budgets must be distinct and in increasing order")
         for size in [*self.sizes, Size(width=self.predict.width, depth=self.predict.depth)]:

@@ -105,7 +105,7 @@ def _train(spec: RungSpec, corpus: Corpus, family: FamilySettings, defaults: Tra
     held_out = eval_batch(corpus, block, defaults.eval_blocks)
     curve_every = max(1, steps // defaults.curve_points)
     curve: list[dict[str, float]] = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     loss_value = float("nan")
     for step in range(steps):
         lr = _lr(step, steps, warmup, spec.learning_rate, defaults.min_lr_ratio)
@@ -124,8 +124,8 @@ def _train(spec: RungSpec, corpus: Corpus, family: FamilySettings, defaults: Tra
         if (step + 1) % curve_every == 0 and step + 1 < steps:
             # Points along the way on every 8th held-out block (cheap); the final loss on all of them.
             curve.append({"step": step + 1, "train_loss": loss_value, "eval_loss": _evaluate(model, held_out[::8])})
-    seconds = time.perf_counter() - started
     eval_loss = _evaluate(model, held_out) if math.isfinite(loss_value) else float("inf")
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     curve.append({"step": steps, "train_loss": loss_value, "eval_loss": eval_loss})
     result = {
         **asdict(spec),
@@ -137,6 +137,7 @@ def _train(spec: RungSpec, corpus: Corpus, family: FamilySettings, defaults: Tra
         "eval_loss": eval_loss,
         "final_train_loss": loss_value,
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),  # on a shared machine, what the rung cost; wall time is what it waited
         "curve": curve,
     }
     return result

@@ -15,6 +15,7 @@ from openrecipe.errors import OpenRecipeError
 from openrecipe.ladder.config import LadderSettings
 from openrecipe.ladder.corpus import VOCAB_SIZE, Corpus, prepare_corpus
 from openrecipe.ladder.family import Size, flops_per_token, non_embedding_params
+from openrecipe.ladder.finetune_analysis import best_rate
 from openrecipe.ladder.fit import bootstrap_loss_law, fit_power_law, largest_held_out, leave_one_out, power_law_at
 from openrecipe.ladder.pretrain import RungSpec, TrainDefaults, train_rung
 from openrecipe.ladder.transfer import transfer_table
@@ -32,28 +33,31 @@ def _train(spec: RungSpec, corpus: Corpus, settings: LadderSettings, ladder_dir:
 
 
 def sweep_phase(settings: LadderSettings, corpus: Corpus, ladder_dir: Path, seed: int, console: Console) -> list:
-    """Every (learning rate, batch size) on every size at the smallest budget."""
+    """Every (learning rate, batch size) on every size at the smallest budget, and at every budget for the
+    smallest `grid_every_budget` sizes."""
     runs = []
-    for size in settings.sizes:
-        for lr in settings.learning_rates:
-            for batch in settings.batch_sizes:
-                spec = RungSpec(size.width, size.depth, settings.budgets[0], lr, batch, seed)
-                runs.append(_train(spec, corpus, settings, ladder_dir, "sweep"))
-        best = _best(runs, size)
-        console.print(
-            f"  size w{size.width}/d{size.depth}: best lr {best['learning_rate']:.3g}, batch {best['batch_size']}, "
-            f"loss {best['eval_loss']:.4f}"
-        )
+    for index, size in enumerate(settings.sizes):
+        budgets = settings.budgets if index < settings.grid_every_budget else settings.budgets[:1]
+        for tokens in budgets:
+            for lr in settings.learning_rates:
+                for batch in settings.batch_sizes:
+                    spec = RungSpec(size.width, size.depth, tokens, lr, batch, seed)
+                    runs.append(_train(spec, corpus, settings, ladder_dir, "sweep"))
+            best = _best(runs, size, tokens)
+            console.print(
+                f"  size w{size.width}/d{size.depth} on {tokens:,} tokens: best lr {best['learning_rate']:.3g}, "
+                f"batch {best['batch_size']}, loss {best['eval_loss']:.4f}"
+            )
     return runs
 
 
-def _best(runs: list[dict[str, Any]], size: Size, tokens: int | None = None) -> dict[str, Any]:
-    candidates = [
-        r
-        for r in runs
-        if r["width"] == size.width and r["depth"] == size.depth and (tokens is None or r["tokens"] == tokens)
-    ]
+def _best(runs: list[dict[str, Any]], size: Size, tokens: int) -> dict[str, Any]:
+    candidates = [r for r in runs if r["width"] == size.width and r["depth"] == size.depth and r["tokens"] == tokens]
     return min(candidates, key=lambda r: r["eval_loss"])
+
+
+def _swept(runs: list[dict[str, Any]], size: Size, tokens: int) -> bool:
+    return any(r["width"] == size.width and r["depth"] == size.depth and r["tokens"] == tokens for r in runs)
 
 
 def run_ladder(
@@ -109,13 +113,42 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-def _rate_laws(settings, sweep) -> dict[str, dict[str, float]]:
-    """The sweep's best learning rate and batch size of every size as power laws of compute."""
-    bests = [_best(sweep, size) for size in settings.sizes]
-    compute = np.array([b["flops"] for b in bests])
+def _rate_laws(settings, sweep) -> dict[str, dict[str, Any]]:
+    """The best learning rate and batch size of every swept (size, budget) as power laws of its compute
+    (DeepSeek's form). The rate is the vertex of a parabola in log(rate) through the grid's best and its
+    neighbours, at the best batch: a 2x grid alone would move the law in steps of 2x."""
+    cells = []
+    for size in settings.sizes:
+        for tokens in settings.budgets:
+            if not _swept(sweep, size, tokens):
+                continue
+            best = _best(sweep, size, tokens)
+            same_batch = [
+                r
+                for r in sweep
+                if (r["width"], r["depth"], r["tokens"], r["batch_size"])
+                == (size.width, size.depth, tokens, best["batch_size"])
+            ]
+            rate = best_rate(same_batch)
+            cells.append(
+                {
+                    "width": size.width,
+                    "depth": size.depth,
+                    "tokens": tokens,
+                    "flops": best["flops"],
+                    "grid_learning_rate": best["learning_rate"],
+                    "learning_rate": rate["interpolated"],
+                    "at_grid_edge": rate["edge"],
+                    "batch_size": best["batch_size"],
+                }
+            )
+    compute = np.array([c["flops"] for c in cells])
     return {
-        "learning_rate": fit_power_law(compute, np.array([b["learning_rate"] for b in bests])),
-        "batch_size": fit_power_law(compute, np.array([b["batch_size"] for b in bests], dtype=float)),
+        "learning_rate": {
+            **fit_power_law(compute, np.array([c["learning_rate"] for c in cells])),
+            "cells": cells,
+        },
+        "batch_size": fit_power_law(compute, np.array([c["batch_size"] for c in cells], dtype=float)),
     }
 
 
@@ -144,18 +177,21 @@ def _write_provenance(recipe, recipe_path: Path, ladder_dir: Path, corpus: Corpu
 
 
 def _budget_phase(settings, corpus, ladder_dir, seed, sweep, laws) -> list[dict[str, Any]]:
-    """Each size on every budget, each run with its own cosine schedule to its budget and (by default) the
-    rate the law predicts at its compute: the (N, D, L) points of the fit."""
+    """Each size on every budget, each run with its own cosine schedule to its budget: the grid's best where
+    the rate grid ran there, otherwise (by default) the rate the law predicts at the run's compute. These
+    are the (N, D, L) points of the fit."""
     points = []
     for size in settings.sizes:
-        best = _best(sweep, size)
-        points.append(best)
+        first = _best(sweep, size, settings.budgets[0])
         per_token = flops_per_token(settings.family, size, VOCAB_SIZE)
-        for tokens in settings.budgets[1:]:
-            lr = best["learning_rate"]
+        for tokens in settings.budgets:
+            if _swept(sweep, size, tokens):
+                points.append(_best(sweep, size, tokens))
+                continue
+            lr = first["learning_rate"]
             if settings.budget_learning_rate == "law":
                 lr = float(f"{power_law_at(laws['learning_rate'], per_token * tokens):.3g}")
-            spec = RungSpec(size.width, size.depth, tokens, lr, best["batch_size"], seed)
+            spec = RungSpec(size.width, size.depth, tokens, lr, first["batch_size"], seed)
             points.append(_train(spec, corpus, settings, ladder_dir, "budget"))
     return points
 
@@ -164,7 +200,7 @@ def _noise_phase(settings, corpus, ladder_dir, seed, sweep) -> list[dict[str, An
     """The best setting of each size again with other seeds: the spread is the seed noise of a loss."""
     runs = []
     for size in settings.sizes:
-        best = _best(sweep, size)
+        best = _best(sweep, size, settings.budgets[0])
         for offset in range(1, settings.noise_seeds + 1):
             spec = RungSpec(
                 size.width, size.depth, best["tokens"], best["learning_rate"], best["batch_size"], seed + offset
@@ -274,7 +310,7 @@ def _assemble(settings, corpus, sweep, points, noise, prediction, check, seconds
         "noise": {"runs": noise, "seed_std": noise_std},
         "prediction": prediction,
         "check": check,
-        "transfer": transfer_table(settings, sweep, noise_std),
+        "transfer": transfer_table(settings, [r for r in sweep if r["tokens"] == settings.budgets[0]], noise_std),
         "budget": {
             "ladder_flops": ladder_flops,
             "predicted_rung_flops": prediction["flops"],
@@ -287,11 +323,19 @@ def _assemble(settings, corpus, sweep, points, noise, prediction, check, seconds
             "check_runs": len(check["runs"]),
             "check_flops": sum(r["flops"] for r in check["runs"]),
             "check_seconds": sum(r["seconds"] for r in check["runs"]),
+            "ladder_cpu_seconds": _cpu_seconds(ladder_runs),
+            "check_cpu_seconds": _cpu_seconds(check["runs"]),
             "total_seconds": seconds,
         },
         "goals": goals,
         "headline": headline,
     }
+
+
+def _cpu_seconds(runs: list[dict[str, Any]]) -> float | None:
+    """Process CPU time of the runs (None if any was trained before rungs recorded it)."""
+    values = [r.get("cpu_seconds") for r in runs]
+    return None if None in values else float(sum(values))
 
 
 def _unique(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
