@@ -278,14 +278,14 @@ class TransformersEngine:
         positions = ((attention.cumsum(-1) - 1).clamp(min=0))[:, reused:]
         cache = DynamicCache(cached[1]) if cached else DynamicCache()
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
-        logits = self._adapters.model(
+        logits = self._adapters.forward(
+            requests,
             input_ids=ids,
             attention_mask=attention,
             position_ids=positions,
             use_cache=True,
             **{self._cache_arg: cache},
             **({} if score_prompt else self._keep_last),
-            **self._adapters.forward_arguments(requests),
         ).logits
         if not score_prompt and self._plain_cache(cache):
             self._prefix_cache.learn(prompts, [(layer.keys, layer.values) for layer in cache.layers], attention)
@@ -376,13 +376,13 @@ class TransformersEngine:
             step = torch.tensor(next_ids, device=self.loaded.device).unsqueeze(-1)
             batch.attention = torch.cat([batch.attention, torch.ones_like(step)], dim=-1)
             batch.positions = batch.positions + 1
-            batch.next_logits = self._adapters.model(
+            batch.next_logits = self._adapters.forward(
+                [row.request for row in batch.rows],
                 input_ids=step,
                 attention_mask=batch.attention,
                 position_ids=batch.positions,
                 use_cache=True,
                 **{self._cache_arg: batch.cache},
-                **self._adapters.forward_arguments([row.request for row in batch.rows]),
             ).logits[:, -1, :]
             if len(batch.rows) < self.max_batch_size and not self._queue.empty():
                 return True  # let the waiting requests join now rather than at the end of the chunk
