@@ -72,3 +72,6 @@ def test_a_batch_mixing_adapters_gets_each_row_its_own_adapter_entry():
     assert size == 3
     assert torch.equal(layers[0][0][:, 0, 0, 0], torch.tensor([5.5, 5.0]))
     assert cache.longest([Prompt("lumen", (5, 6, 7, 9)), Prompt(None, (5, 6, 7, 8))]) is None
+    # what the engine groups a prefill by: each prompt's own stored start, 0 where it has none
+    assert [cache.shared_length([p]) for p in (Prompt("lumen", (5, 6, 7, 9)), Prompt(None, (5, 6, 7, 8)))] == [3, 0]
+    assert cache.shared_length([Prompt("nova", (5, 6, 7))]) == 0  # a start must leave tokens of its own

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from openrecipe.serve.engines.base import Delta, Failed, Finished, GenerationRequest
-from openrecipe.serve.engines.prefix_cache import PrefixCache
+from openrecipe.serve.engines.prefix_cache import PrefixCache, Prompt
 from openrecipe.serve.engines.transformers_engine import TransformersEngine
 
 SYSTEM = [{"role": "system", "content": "You answer in one short sentence about the weather and nothing else."}]
@@ -58,3 +58,19 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(engi
     together = replies(engine, together=True)
     assert together == alone
     assert engine.stats()["max_batch_size_seen"] > 1
+
+
+def test_requests_admitted_together_use_their_own_stored_starts(engine):
+    replies(engine, together=False)  # the weather system turn is now stored
+    other = [{"role": "system", "content": "You are a pirate who answers every question with a short rhyme."}]
+    prompts = [[*system, {"role": "user", "content": q}] for system in (SYSTEM, other) for q in QUESTIONS[:2]]
+    requests = [
+        GenerationRequest(prompt_ids=engine.encode_chat(messages), max_tokens=1, emit=lambda event: None)
+        for messages in prompts
+    ]
+    stored = engine._prefix_cache.shared_length([Prompt(None, tuple(r.prompt_ids)) for r in requests[:2]])
+    assert stored > 0 and engine._prefix_cache.shared_length([Prompt(None, tuple(requests[2].prompt_ids))]) == 0
+    before = engine.stats()["prefix_cached_tokens"]
+    batches = engine._prefill_contained(requests)  # the engine thread is idle: nothing else is queued
+    assert sorted(len(batch.rows) for batch in batches) == [2, 2]  # the stored start's pair, the new pair
+    assert engine.stats()["prefix_cached_tokens"] - before == 2 * stored  # the new pair did not cancel it

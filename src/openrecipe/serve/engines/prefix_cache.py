@@ -5,7 +5,9 @@ user turn). Their keys and values do not depend on what follows, so a prefill ca
 run the model only over each request's own tokens. A prefix is learned the second time it is seen (the longest
 common start of two prompts with the same adapter); entries are evicted least recently used first, within a
 budget of cached tokens. The cache keys on the adapter as well, since a LoRA on the key/value projections changes
-the keys and values; a batch mixing adapters takes each row's start from its own adapter's entry.
+the keys and values; a batch mixing adapters takes each row's start from its own adapter's entry. The engine
+prefills the requests that arrive together in groups of equal stored start, so a request whose start is not
+stored yet (a new adapter's first burst) does not take the cache away from the others.
 """
 
 from __future__ import annotations
@@ -44,24 +46,28 @@ class PrefixCache:
         self._entries.clear()
         self._recent.clear()
 
-    def longest(self, prompts: list[Prompt]) -> tuple[int, Layers] | None:
-        """The longest length at which every prompt has a stored start and tokens beyond it: that length and
-        the batch's keys/values (rows in prompt order; rows may come from different adapters' entries)."""
+    def shared_length(self, prompts: list[Prompt]) -> int:
+        """The longest length at which every prompt has a stored start and tokens beyond it (0: none)."""
         for size in sorted({len(key.ids) for key in self._entries}, reverse=True):
-            if any(len(p.ids) <= size for p in prompts):
-                continue
-            keys = [Prompt(p.adapter, p.ids[:size]) for p in prompts]
-            if not all(key in self._entries for key in keys):
-                continue
-            for key in keys:
-                self._entries.move_to_end(key)
-            self.hit_tokens += size * len(prompts)
-            rows = [self._entries[key] for key in keys]
-            return size, [
-                (torch.cat([row[layer][0] for row in rows]), torch.cat([row[layer][1] for row in rows]))
-                for layer in range(len(rows[0]))
-            ]
-        return None
+            if all(len(p.ids) > size and Prompt(p.adapter, p.ids[:size]) in self._entries for p in prompts):
+                return size
+        return 0
+
+    def longest(self, prompts: list[Prompt]) -> tuple[int, Layers] | None:
+        """`shared_length` and the batch's keys/values up to it (rows in prompt order; rows may come from
+        different adapters' entries), or None when nothing is shared."""
+        size = self.shared_length(prompts)
+        if not size:
+            return None
+        keys = [Prompt(p.adapter, p.ids[:size]) for p in prompts]
+        for key in keys:
+            self._entries.move_to_end(key)
+        self.hit_tokens += size * len(prompts)
+        rows = [self._entries[key] for key in keys]
+        return size, [
+            (torch.cat([row[layer][0] for row in rows]), torch.cat([row[layer][1] for row in rows]))
+            for layer in range(len(rows[0]))
+        ]
 
     def learn(self, prompts: list[Prompt], layers: list[tuple[torch.Tensor, torch.Tensor]], attention: torch.Tensor):
         """After a prefill: store the longest start each prompt shares with another recent one.

@@ -217,7 +217,7 @@ class TransformersEngine:
         if not requests:
             return []
         scoring = [r for r in requests if r.prompt_logprobs]  # full logits: each scored alone, bounded memory
-        groups = [[r for r in requests if not r.prompt_logprobs]] + [[r] for r in scoring]
+        groups = self._by_stored_start([r for r in requests if not r.prompt_logprobs]) + [[r] for r in scoring]
         batches = []
         for group in (g for g in groups if g):
             try:
@@ -234,6 +234,22 @@ class TransformersEngine:
                         log.warning("prefill failed for one request: %s", single_error)
                         self._fail_requests([request], single_error)
         return batches
+
+    def _by_stored_start(self, requests: list[GenerationRequest]) -> list[list[GenerationRequest]]:
+        """Requests with a stored prompt start apart from those without (an adapter's first burst), so the
+        latter do not make the former prefill their whole prompts; one group while a common start exists."""
+        prompts = {id(r): Prompt(r.adapter, tuple(r.prompt_ids)) for r in requests}
+        cache = self._prefix_cache
+        hits = [r for r in requests if cache.shared_length([prompts[id(r)]])]
+        groups = [[r for r in requests if not cache.shared_length([prompts[id(r)]])]]
+        if hits and not cache.shared_length([prompts[id(r)] for r in hits]):
+            by_length: dict[int, list[GenerationRequest]] = {}
+            for request in hits:
+                by_length.setdefault(cache.shared_length([prompts[id(request)]]), []).append(request)
+            groups += by_length.values()
+        else:
+            groups.append(hits)
+        return [group for group in groups if group]
 
     def _place(self, live: collections.deque[_Batch], fresh: _Batch) -> None:
         target = next((b for b in live if self._mergeable(b, fresh)), None)
