@@ -238,18 +238,13 @@ class TransformersEngine:
     def _by_stored_start(self, requests: list[GenerationRequest]) -> list[list[GenerationRequest]]:
         """Requests with a stored prompt start apart from those without (an adapter's first burst), so the
         latter do not make the former prefill their whole prompts; one group while a common start exists."""
-        prompts = {id(r): Prompt(r.adapter, tuple(r.prompt_ids)) for r in requests}
-        cache = self._prefix_cache
-        hits = [r for r in requests if cache.shared_length([prompts[id(r)]])]
-        groups = [[r for r in requests if not cache.shared_length([prompts[id(r)]])]]
-        if hits and not cache.shared_length([prompts[id(r)] for r in hits]):
-            by_length: dict[int, list[GenerationRequest]] = {}
-            for request in hits:
-                by_length.setdefault(cache.shared_length([prompts[id(request)]]), []).append(request)
-            groups += by_length.values()
-        else:
-            groups.append(hits)
-        return [group for group in groups if group]
+        prompts = [Prompt(r.adapter, tuple(r.prompt_ids)) for r in requests]
+        stored = [self._prefix_cache.shared_length([prompt]) for prompt in prompts]
+        groups: dict[int, list[GenerationRequest]] = {}  # by the start length each group will reuse
+        shared = self._prefix_cache.shared_length([p for p, length in zip(prompts, stored, strict=True) if length])
+        for request, length in zip(requests, stored, strict=True):
+            groups.setdefault(shared if length and shared else length, []).append(request)
+        return list(groups.values())
 
     def _place(self, live: collections.deque[_Batch], fresh: _Batch) -> None:
         target = next((b for b in live if self._mergeable(b, fresh)), None)
