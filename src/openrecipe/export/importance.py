@@ -53,7 +53,46 @@ def gguf_names(model, gguf_file: Path) -> dict[str, str]:
     return names
 
 
-def importance_matrix(folder: Path, texts: list[str], *, gguf_file: Path, max_tokens: int = 32768, context: int = 512):
+class _Enough(Exception):
+    """Raised by the output layer's pre-hook: its input is all the matrix needs, not the vocabulary logits."""
+
+
+def calibration_batches(tokenizer, texts: list[str], *, context: int, max_tokens: int, rows: int = 8):
+    """Each text on its own from position 0 (as the model sees a conversation), cut at `context` tokens, until
+    `max_tokens` are taken; texts of similar length batched together, right-padded, with their masks."""
+    ids: list[list[int]] = []
+    taken = 0
+    for text in texts:
+        row = tokenizer(text, add_special_tokens=False)["input_ids"][:context]
+        if len(row) < 2:
+            continue
+        ids.append(row)
+        taken += len(row)
+        if taken >= max_tokens:
+            break
+    ids.sort(key=len)
+    batches = []
+    for start in range(0, len(ids), rows):
+        group = ids[start : start + rows]
+        width = len(group[-1])
+        tokens = torch.zeros((len(group), width), dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.bool)
+        for index, row in enumerate(group):
+            tokens[index, : len(row)] = torch.tensor(row)
+            mask[index, : len(row)] = True
+        batches.append((tokens, mask))
+    return batches, taken
+
+
+def importance_matrix(
+    folder: Path,
+    texts: list[str],
+    *,
+    gguf_file: Path,
+    max_tokens: int = 32768,
+    context: int = 512,
+    batch_rows: int = 8,
+):
     """{GGUF tensor name: float32 vector over input columns} for every linear layer found in `gguf_file`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,31 +106,41 @@ def importance_matrix(folder: Path, texts: list[str], *, gguf_file: Path, max_to
     names = gguf_names(model, gguf_file)
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
+
+    current: dict[str, torch.Tensor] = {}  # the mask of the batch being run: padding is not calibration text
+
+    def collect(key: str, inputs: tuple) -> None:
+        values = inputs[0].detach()
+        mask = current["mask"]
+        rows = (values[mask] if values.shape[:2] == mask.shape else values.reshape(-1, values.shape[-1])).double()
+        sums[key] = sums.get(key, 0) + (rows * rows).sum(0)
+        counts[key] = counts.get(key, 0) + rows.shape[0]
+
+    output = model.get_output_embeddings()
     hooks = []
     for module_name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear):
-            continue
         gguf_name = names.get(f"{module_name}.weight")
-        if gguf_name is None:
-            continue
+        if isinstance(module, torch.nn.Linear) and gguf_name is not None and module is not output:
+            hooks.append(module.register_forward_hook(lambda _m, inputs, _o, key=gguf_name: collect(key, inputs)))
+    if output is not None:
+        # The vocabulary projection is the largest matmul and its logits are never used: read its input, stop.
+        output_name = next((names.get(f"{n}.weight") for n, m in model.named_modules() if m is output), None)
 
-        def collect(_module, inputs, _output, key=gguf_name):
-            rows = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
-            sums[key] = sums.get(key, 0) + (rows * rows).sum(0)
-            counts[key] = counts.get(key, 0) + rows.shape[0]
+        def enough(_module, inputs):
+            if output_name is not None:
+                collect(output_name, inputs)
+            raise _Enough
 
-        hooks.append(module.register_forward_hook(collect))
-    seen = 0
+        hooks.append(output.register_forward_pre_hook(enough))
+    batches, seen = calibration_batches(tokenizer, texts, context=context, max_tokens=max_tokens, rows=batch_rows)
     try:
         with torch.no_grad():
-            for text in texts:
-                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, :context]
-                if ids.shape[1] < 2:
-                    continue
-                model(input_ids=ids)
-                seen += ids.shape[1]
-                if seen >= max_tokens:
-                    break
+            for tokens, mask in batches:
+                current["mask"] = mask
+                try:
+                    model(input_ids=tokens, attention_mask=mask.long())
+                except _Enough:
+                    pass
     finally:
         for hook in hooks:
             hook.remove()

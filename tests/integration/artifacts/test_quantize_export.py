@@ -1,6 +1,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +102,19 @@ def test_importance_matrix_covers_every_linear_layer_and_feeds_the_quantizer(tmp
         assert llama.create_completion("hello", max_tokens=3, temperature=0)["usage"]["completion_tokens"] >= 1
     finally:
         llama.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_importance_matrix_batches_texts_without_counting_their_padding(tmp_path, tiny_model_dir):
+    from openrecipe.export.importance import importance_matrix
+
+    f16 = Path(export_gguf(tiny_model_dir, tmp_path, ["f16"], name="tiny")["f16"]["path"])
+    texts = ["Hi.", "The sea is wide and deep, and the ships on it are small.", "Mountains are tall and old."]
+    alone, tokens_alone = importance_matrix(tiny_model_dir, texts, gguf_file=f16, batch_rows=1)
+    batched, tokens_batched = importance_matrix(tiny_model_dir, texts, gguf_file=f16, batch_rows=8)
+    assert tokens_alone == tokens_batched
+    for name, values in alone.items():
+        np.testing.assert_allclose(batched[name], values, rtol=1e-4)
 
 
 def test_importance_matrix_needs_text(tiny_model_dir, tmp_path):
