@@ -46,7 +46,18 @@ SCHEMA = {
 }
 
 
-def run_load(client, model, concurrency: int, requests: int, max_tokens: int, **extra) -> dict:
+def engine_cpu_seconds(engine) -> float | None:
+    """CPU time of the engine's worker thread: unlike wall time, other jobs on the machine barely change it."""
+    thread = getattr(engine, "_thread", None)
+    if thread is None or thread.ident is None:
+        return None
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError):
+        return None
+
+
+def run_load(client, model, concurrency: int, requests: int, max_tokens: int, engine=None, **extra) -> dict:
     latencies, tokens = [], []
     lock = threading.Lock()
     index = {"next": 0}
@@ -70,6 +81,7 @@ def run_load(client, model, concurrency: int, requests: int, max_tokens: int, **
                 latencies.append(time.perf_counter() - start)
                 tokens.append(reply.usage.completion_tokens)
 
+    cpu_before = engine_cpu_seconds(engine)
     start = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:
@@ -77,9 +89,11 @@ def run_load(client, model, concurrency: int, requests: int, max_tokens: int, **
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
+    cpu_after = engine_cpu_seconds(engine)
     latencies.sort()
     return {
         "tokens_per_s": sum(tokens) / wall,
+        "tokens_per_cpu_s": sum(tokens) / (cpu_after - cpu_before) if cpu_before is not None else None,
         "p50_s": statistics.median(latencies),
         "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
     }
@@ -165,7 +179,16 @@ def machine_line() -> str:
 
 
 def report(label: str, row: dict) -> None:
-    print(f"{label}: {row['tokens_per_s']:.1f} tok/s, p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s")
+    cpu = f", {row['tokens_per_cpu_s']:.1f} tok per engine CPU s" if row.get("tokens_per_cpu_s") else ""
+    print(f"{label}: {row['tokens_per_s']:.1f} tok/s, p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s{cpu}")
+
+
+def ratio(label: str, top: dict, bottom: dict) -> None:
+    """Wall-clock ratio, and the same ratio per CPU second of the engine thread (less swayed by machine load)."""
+    cpu = ""
+    if top.get("tokens_per_cpu_s") and bottom.get("tokens_per_cpu_s"):
+        cpu = f" (per engine CPU second: {top['tokens_per_cpu_s'] / bottom['tokens_per_cpu_s']:.2f}x)"
+    print(f"ratio {label}: {top['tokens_per_s'] / bottom['tokens_per_s']:.2f}x{cpu}")
 
 
 @contextmanager
@@ -210,34 +233,32 @@ def main() -> None:
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         if "concurrency" in parts:
-            results = {c: run_load(client, "tiny", c, args.requests, args.max_tokens) for c in (1, 4, 8, 16)}
+            results = {c: run_load(client, "tiny", c, args.requests, args.max_tokens, engine) for c in (1, 4, 8, 16)}
             for concurrency, row in results.items():
                 report(f"{args.engine} concurrency {concurrency}", row)
-            print(
-                f"ratio concurrency 8 / concurrency 1: {results[8]['tokens_per_s'] / results[1]['tokens_per_s']:.2f}x"
-            )
+            ratio("concurrency 8 / concurrency 1", results[8], results[1])
             cached = engine.stats().get("prefix_cached_tokens") if engine is not None else None
             if cached is not None:  # the prompts share a system turn and repeat every len(PROMPTS) requests
                 print(f"prompt tokens served from the prefix cache so far: {cached}")
         if "json" in parts:
             schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}
-            free = run_load(client, "tiny", 8, args.requests, args.max_tokens)
-            constrained = run_load(client, "tiny", 8, args.requests, args.max_tokens, response_format=schema)
+            free = run_load(client, "tiny", 8, args.requests, args.max_tokens, engine)
+            constrained = run_load(client, "tiny", 8, args.requests, args.max_tokens, engine, response_format=schema)
             report(f"{args.engine} free text, concurrency 8", free)
             report(f"{args.engine} JSON schema, concurrency 8", constrained)
-            print(f"ratio JSON schema / free text: {constrained['tokens_per_s'] / free['tokens_per_s']:.2f}x")
+            ratio("JSON schema / free text", constrained, free)
     if "adapters" in parts and args.engine == "transformers":
         import tempfile
 
         with tempfile.TemporaryDirectory() as folder:
             adapters = make_adapters(args.model, Path(folder))
-            with running_server(model=args.model, adapters=adapters, max_batch_size=8) as (base, _):
+            with running_server(model=args.model, adapters=adapters, max_batch_size=8) as (base, engine):
                 client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
-                single = run_load(client, "nova", 8, args.requests, args.max_tokens)
-                mixed = run_load(client, ["nova", "lumen"], 8, args.requests, args.max_tokens)
+                single = run_load(client, "nova", 8, args.requests, args.max_tokens, engine)
+                mixed = run_load(client, ["nova", "lumen"], 8, args.requests, args.max_tokens, engine)
         report("one adapter (nova), concurrency 8", single)
         report("mixed adapters (nova + lumen), concurrency 8", mixed)
-        print(f"ratio mixed / single adapter: {mixed['tokens_per_s'] / single['tokens_per_s']:.2f}x")
+        ratio("mixed / single adapter", mixed, single)
     if "transformers-cb" in parts and args.engine == "transformers":
         try:
             library = transformers_continuous_batching(args.model, args.requests, args.max_tokens)
