@@ -120,6 +120,11 @@ def ladder_table(folder: Path) -> None:
         f"whole ladder with the check: {budget['total_seconds']:.0f} s wall "
         f"(ladder runs {budget['ladder_seconds']:.0f} s, check runs {budget['check_seconds']:.0f} s of training)"
     )
+    if budget.get("ladder_cpu_seconds") is not None and budget.get("check_cpu_seconds") is not None:
+        print(
+            f"CPU time of the rungs (process time; what they cost on a shared machine): ladder "
+            f"{budget['ladder_cpu_seconds']:.0f} s, check {budget['check_cpu_seconds']:.0f} s"
+        )
 
 
 def machine() -> str:

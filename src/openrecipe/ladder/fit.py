@@ -130,6 +130,22 @@ def largest_held_out(params: np.ndarray, tokens: np.ndarray, losses: np.ndarray)
     return {"errors": errors, "tokens": tokens[largest].tolist(), "law": law.as_dict(), **_summary(errors)}
 
 
+def data_curvature(params: np.ndarray, tokens: np.ndarray, losses: np.ndarray) -> dict[str, Any]:
+    """Loss drop per e-fold of tokens between successive budgets, per size. The law's B/D^beta makes each
+    drop smaller than the last; rungs still early in training make it larger ("accelerating"), a shape no
+    coefficients can follow, and then the law under-predicts what more data does. Seen on the fitted rungs,
+    so it is known before the check is run."""
+    sizes = []
+    for n in sorted(set(params.tolist())):
+        at = params == n
+        order = np.argsort(tokens[at])
+        d, loss = tokens[at][order], losses[at][order]
+        drops = [float((loss[i] - loss[i + 1]) / math.log(d[i + 1] / d[i])) for i in range(len(d) - 1)]
+        accelerating = any(later > earlier for earlier, later in itertools.pairwise(drops))
+        sizes.append({"params": n, "drops_per_efold": drops, "accelerating": accelerating})
+    return {"sizes": sizes, "accelerating": sum(s["accelerating"] for s in sizes)}
+
+
 def _summary(errors: list[float]) -> dict[str, float | None]:
     if not errors:
         return {"rms": None, "max_abs": None}

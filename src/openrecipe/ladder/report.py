@@ -109,6 +109,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{_pct(prediction['fit'].get('leave_one_out', {}).get('rms'))} rms; the largest size predicted from the "
         f"smaller ones: {_pct(prediction['fit'].get('largest_held_out', {}).get('rms'))} rms, "
         f"{_pct(prediction['fit'].get('largest_held_out', {}).get('max_abs'))} worst",
+        _curvature_line(prediction["fit"].get("data_curvature")),
         f"learning rate = {prediction['learning_rate_law']['a']:.3g} x C^{prediction['learning_rate_law']['b']:.3f}; "
         f"batch = {prediction['batch_size_law']['a']:.3g} x C^{prediction['batch_size_law']['b']:.3f}",
         "",
@@ -130,7 +131,13 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"ladder compute: {100 * budget['fraction_flops']:.1f}% of the predicted rung's FLOPs "
         f"({100 * budget['fraction_seconds']:.1f}% of its seconds); whole ladder with the check: "
-        f"{budget['total_seconds']:.0f} s",
+        f"{budget['total_seconds']:.0f} s"
+        + (
+            f" (CPU time of the rungs: ladder {budget['ladder_cpu_seconds']:.0f} s, "
+            f"check {budget['check_cpu_seconds']:.0f} s)"
+            if budget.get("ladder_cpu_seconds") is not None and budget.get("check_cpu_seconds") is not None
+            else ""
+        ),
         f"counted: {budget.get('counted', 'sweep, budget and noise runs')}; not counted: "
         f"{budget.get('not_counted', 'the check')} ({budget.get('check_runs', '-')} runs, "
         f"{budget.get('check_flops', 0) / prediction['flops']:.1f}x the predicted rung's FLOPs)",
@@ -163,6 +170,19 @@ def markdown(result: dict[str, Any]) -> str:
         "goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in result["goals"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _curvature_line(curvature: dict[str, Any] | None) -> str:
+    """Loss drop per e-fold of tokens between successive budgets, per size (the law makes each smaller)."""
+    if curvature is None:
+        return ""
+    drops = "; ".join(
+        f"N={s['params']:,.0f}: "
+        + ", ".join(f"{v:.3f}" for v in s["drops_per_efold"])
+        + (" (growing)" if s["accelerating"] else "")
+        for s in curvature["sizes"]
+    )
+    return f"loss drop per e-fold of tokens, budget to budget: {drops}"
 
 
 def _pct(value: float | None) -> str:

@@ -16,7 +16,14 @@ from openrecipe.ladder.config import LadderSettings
 from openrecipe.ladder.corpus import VOCAB_SIZE, Corpus, prepare_corpus
 from openrecipe.ladder.family import Size, flops_per_token, non_embedding_params
 from openrecipe.ladder.finetune_analysis import best_rate
-from openrecipe.ladder.fit import bootstrap_loss_law, fit_power_law, largest_held_out, leave_one_out, power_law_at
+from openrecipe.ladder.fit import (
+    bootstrap_loss_law,
+    data_curvature,
+    fit_power_law,
+    largest_held_out,
+    leave_one_out,
+    power_law_at,
+)
 from openrecipe.ladder.pretrain import RungSpec, TrainDefaults, train_rung
 from openrecipe.ladder.transfer import transfer_table
 from openrecipe.utils.fs import atomic_write_json, atomic_write_text, openrecipe_home
@@ -220,6 +227,7 @@ def _predict(settings: LadderSettings, laws, points, seed: int) -> dict[str, Any
     fit = bootstrap_loss_law(n, d, losses, resamples=settings.bootstrap, seed=seed, at=(n_target, d_target))
     fit["leave_one_out"] = leave_one_out(n, d, losses, np.array(fit["theta"]))
     fit["largest_held_out"] = largest_held_out(n, d, losses)
+    fit["data_curvature"] = data_curvature(n, d, losses)
     lr_law, batch_law = laws["learning_rate"], laws["batch_size"]
     target_flops = flops_per_token(settings.family, target, VOCAB_SIZE) * d_target
     largest = max(p["flops"] for p in points)
@@ -234,6 +242,7 @@ def _predict(settings: LadderSettings, laws, points, seed: int) -> dict[str, Any
             f"the predicted rung is only {target_flops / largest:.1f}x the compute of the largest fitted rung; "
             f"a check below {MIN_CHECK_MULTIPLE:g}x says little about extrapolation"
         )
+    warnings += _curvature_warning(fit["data_curvature"])
     batch = max(1, round(power_law_at(batch_law, target_flops)))
     return {
         "width": target.width,
@@ -252,6 +261,18 @@ def _predict(settings: LadderSettings, laws, points, seed: int) -> dict[str, Any
         "warnings": warnings,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _curvature_warning(curvature: dict[str, Any]) -> list[str]:
+    sizes = curvature["sizes"]
+    if not curvature["accelerating"]:
+        return []
+    largest = " (the largest among them)" if sizes[-1]["accelerating"] else ""
+    return [
+        f"at {curvature['accelerating']} of {len(sizes)} sizes{largest} each larger budget lowered the loss more per "
+        "e-fold of tokens than the one before: the rungs are still early in training, where the law (whose drops "
+        "shrink with data) cannot follow, so expect it to predict too high a loss; longer rungs are the fix"
+    ]
 
 
 def _check(settings, corpus, ladder_dir, seed, prediction) -> dict[str, Any]:

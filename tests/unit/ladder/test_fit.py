@@ -6,6 +6,7 @@ import pytest
 from openrecipe.ladder.fit import (
     LossLaw,
     bootstrap_loss_law,
+    data_curvature,
     distinguishable_tau,
     fit_loss_law,
     fit_power_law,
@@ -67,3 +68,15 @@ def test_leave_one_out_and_the_largest_size_held_out():
     bent = losses.copy()
     bent[n == n.max()] *= 1.2
     assert largest_held_out(n, d, bent)["max_abs"] > 0.1
+
+
+def test_data_curvature_flags_drops_that_grow_with_data():
+    _, n, d, losses = _points(0.0)
+    follows = data_curvature(n, d, losses)
+    assert follows["accelerating"] == 0 and len(follows["sizes"]) == 5
+    assert all(a > b > 0 for a, b in (s["drops_per_efold"] for s in follows["sizes"]))
+    # Early in training each multiple of data lowers the loss more than the last: no law with a floor bends so.
+    early = losses.copy()
+    early[(n == n.max()) & (d == d.max())] *= 0.6
+    flagged = data_curvature(n, d, early)
+    assert flagged["accelerating"] == 1 and flagged["sizes"][-1]["accelerating"]
