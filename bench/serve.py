@@ -7,11 +7,15 @@ single-adapter one.
     .venv/bin/python bench/serve.py --engine llamacpp --slots 4 --model runs/acme-assistant/export/model-q8_0.gguf
     .venv/bin/python bench/serve.py --engine llama-server --slots 8 --model X.gguf --only concurrency
     .venv/bin/python bench/serve.py --only json,adapters
+
+Compared loads take turns (`--repeats`, default 3) and each reports its median run, in tokens/s and in tokens per
+CPU second of the engine thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -178,6 +182,16 @@ def machine_line() -> str:
     return f"cpu flags: {' '.join(sorted(flags)) or '?'}; torch threads {torch.get_num_threads()}; load average {load}"
 
 
+def interleaved(loads: dict, repeats: int) -> dict:
+    """Run each named load `repeats` times, taking turns, and keep each one's median run (by tokens/s):
+    the machine's load drifts over a minute, and a single back-to-back pair mostly measures that drift."""
+    runs: dict = {name: [] for name in loads}
+    for _ in range(repeats):
+        for name, load in loads.items():
+            runs[name].append(load())
+    return {name: sorted(rows, key=lambda row: row["tokens_per_s"])[len(rows) // 2] for name, rows in runs.items()}
+
+
 def report(label: str, row: dict) -> None:
     cpu = f", {row['tokens_per_cpu_s']:.1f} tok per engine CPU s" if row.get("tokens_per_cpu_s") else ""
     print(f"{label}: {row['tokens_per_s']:.1f} tok/s, p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s{cpu}")
@@ -216,6 +230,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--slots", type=int, default=4, help="llamacpp, llama-server: parallel slots")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each compared load, taking turns; medians")
     parser.add_argument(
         "--only", default="concurrency,json,adapters,transformers-cb", help="comma-separated parts to run"
     )
@@ -233,7 +248,8 @@ def main() -> None:
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         if "concurrency" in parts:
-            results = {c: run_load(client, "tiny", c, args.requests, args.max_tokens, engine) for c in (1, 4, 8, 16)}
+            load = functools.partial(run_load, client, "tiny", requests=args.requests, max_tokens=args.max_tokens)
+            results = interleaved({c: functools.partial(load, c, engine=engine) for c in (1, 4, 8, 16)}, args.repeats)
             for concurrency, row in results.items():
                 report(f"{args.engine} concurrency {concurrency}", row)
             ratio("concurrency 8 / concurrency 1", results[8], results[1])
@@ -242,8 +258,11 @@ def main() -> None:
                 print(f"prompt tokens served from the prefix cache so far: {cached}")
         if "json" in parts:
             schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}
-            free = run_load(client, "tiny", 8, args.requests, args.max_tokens, engine)
-            constrained = run_load(client, "tiny", 8, args.requests, args.max_tokens, engine, response_format=schema)
+            load = functools.partial(run_load, client, "tiny", 8, args.requests, args.max_tokens, engine)
+            compared = interleaved(
+                {"free": load, "json": functools.partial(load, response_format=schema)}, args.repeats
+            )
+            free, constrained = compared["free"], compared["json"]
             report(f"{args.engine} free text, concurrency 8", free)
             report(f"{args.engine} JSON schema, concurrency 8", constrained)
             ratio("JSON schema / free text", constrained, free)
@@ -254,8 +273,12 @@ def main() -> None:
             adapters = make_adapters(args.model, Path(folder))
             with running_server(model=args.model, adapters=adapters, max_batch_size=8) as (base, engine):
                 client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
-                single = run_load(client, "nova", 8, args.requests, args.max_tokens, engine)
-                mixed = run_load(client, ["nova", "lumen"], 8, args.requests, args.max_tokens, engine)
+                loads = {
+                    name: functools.partial(run_load, client, model, 8, args.requests, args.max_tokens, engine)
+                    for name, model in (("single", "nova"), ("mixed", ["nova", "lumen"]))
+                }
+                compared = interleaved(loads, args.repeats)
+                single, mixed = compared["single"], compared["mixed"]
         report("one adapter (nova), concurrency 8", single)
         report("mixed adapters (nova + lumen), concurrency 8", mixed)
         ratio("mixed / single adapter", mixed, single)
