@@ -25,6 +25,7 @@ TINY = {
         ],
         "budgets": [512, 1024, 2048],
         "learning_rates": [3.0e-3, 1.0e-2],
+        "grid_every_budget": 1,
         "batch_sizes": [4],
         "noise_seeds": 1,
         "eval_blocks": 32,
@@ -61,6 +62,11 @@ def test_tiny_ladder_predicts_then_checks(tmp_path):
     assert low <= prediction["loss"] <= high
     assert len(prediction["fit"]["leave_one_out"]["errors"]) == 15
     assert len(prediction["fit"]["largest_held_out"]["errors"]) == 3
+    assert len(prediction["fit"]["data_curvature"]["sizes"]) == 5
+    # The rate law saw every budget of the smallest size and the first budget of the others.
+    assert len(prediction["learning_rate_law"]["cells"]) == 3 + 4
+    assert len([r for r in result["runs"] if r["phase"] == "sweep"]) == 2 * (3 + 4)
+    assert result["budget"]["ladder_cpu_seconds"] > 0 and result["budget"]["check_cpu_seconds"] > 0
     assert (out / "manifest.json").is_file() and (out / "recipe.resolved.yaml").is_file()
     assert result["check"]["actual_loss"] > 0
     assert len(result["transfer"]["adjacent"]) == 4
