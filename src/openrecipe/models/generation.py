@@ -56,10 +56,60 @@ def render_chat(tokenizer, messages: Sequence[Message], *, add_generation_prompt
 def _encode_batch(loaded: LoadedModel, texts: list[str]) -> dict[str, torch.Tensor]:
     tokenizer = loaded.tokenizer
     tokenizer.padding_side = "left"
-    has_template = bool(getattr(tokenizer, "chat_template", None))
     # Chat templates already contain the BOS/special tokens they need.
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not has_template)
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not _has_template(loaded))
     return {key: value.to(loaded.device) for key, value in batch.items()}
+
+
+def _has_template(loaded: LoadedModel) -> bool:
+    return bool(getattr(loaded.tokenizer, "chat_template", None))
+
+
+_MIN_SHARED_TOKENS = 16  # a shorter common start saves less than its own forward costs
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every row has in common, leaving each row at least one token of its own."""
+    if len(rows) < 2:
+        return 0
+    limit = min(len(row) for row in rows) - 1
+    first = rows[0]
+    length = 0
+    while length < limit and all(row[length] == first[length] for row in rows):
+        length += 1
+    return length
+
+
+def _generate_with_shared_prefix(
+    loaded: LoadedModel, rows: list[list[int]], shared: int, settings: GenerationSettings
+) -> list[str]:
+    """The common start (the system turn every eval or replay prompt begins with) runs once; its keys and
+    values are copied to every row, and each row's own tokens follow after left padding. Positions come
+    from the attention mask, so every token sits where it would without sharing."""
+    from transformers import DynamicCache
+
+    device = loaded.device
+    prefix = torch.tensor([rows[0][:shared]], device=device)
+    cache = DynamicCache(config=loaded.model.config)
+    loaded.model(input_ids=prefix, cache=cache, use_cache=True)
+    cache.batch_repeat_interleave(len(rows))
+    width = max(len(row) for row in rows) - shared
+    pad = loaded.tokenizer.pad_token_id
+    input_ids = torch.full((len(rows), shared + width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(input_ids)
+    input_ids[:, :shared] = prefix
+    mask[:, :shared] = 1
+    for index, row in enumerate(rows):
+        own = row[shared:]
+        input_ids[index, shared + width - len(own) :] = torch.tensor(own, device=device)
+        mask[index, shared + width - len(own) :] = 1
+    output = loaded.model.generate(
+        input_ids=input_ids, attention_mask=mask, cache=cache, **settings.kwargs(loaded.tokenizer)
+    )
+    return [
+        loaded.tokenizer.decode(output[index, shared + width :], skip_special_tokens=True).strip()
+        for index in range(len(rows))
+    ]
 
 
 @torch.inference_mode()
@@ -72,7 +122,8 @@ def generate_texts(
     raw: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Generate one reply per conversation (or raw prompt), in input order, batched with left padding."""
+    """Generate one reply per conversation (or raw prompt), in input order, batched with left padding; a
+    start that a whole batch shares is computed once for it."""
     texts = [
         str(item) if raw else render_chat(loaded.tokenizer, item)  # type: ignore[arg-type]
         for item in conversations
@@ -81,13 +132,23 @@ def generate_texts(
     order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
     replies: list[str] = [""] * len(texts)
     torch.manual_seed(settings.seed)
+    special = not _has_template(loaded)
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
-        batch = _encode_batch(loaded, [texts[index] for index in indices])
-        output = loaded.model.generate(**batch, **settings.kwargs(loaded.tokenizer))
-        prompt_length = batch["input_ids"].shape[1]
-        for row, index in enumerate(indices):
-            replies[index] = loaded.tokenizer.decode(output[row, prompt_length:], skip_special_tokens=True).strip()
+        rows = [loaded.tokenizer(texts[i], add_special_tokens=special)["input_ids"] for i in indices]
+        shared = shared_prefix_length(rows)
+        if shared >= _MIN_SHARED_TOKENS:
+            batch_replies = _generate_with_shared_prefix(loaded, rows, shared, settings)
+        else:
+            batch = _encode_batch(loaded, [texts[index] for index in indices])
+            output = loaded.model.generate(**batch, **settings.kwargs(loaded.tokenizer))
+            prompt_length = batch["input_ids"].shape[1]
+            batch_replies = [
+                loaded.tokenizer.decode(output[row, prompt_length:], skip_special_tokens=True).strip()
+                for row in range(len(indices))
+            ]
+        for index, reply in zip(indices, batch_replies, strict=True):
+            replies[index] = reply
         if on_batch:
             on_batch(len(indices))
     return replies

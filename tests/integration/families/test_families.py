@@ -230,6 +230,25 @@ def test_llama_cpp_predicts_like_transformers(family_run, qtype, tolerance):
     assert (logits[-1].argmax() == reference[-1].argmax()) or error[-1] < tolerance / 4
 
 
+def test_generation_sharing_the_system_turn_replies_as_each_prompt_alone(family_run):
+    """Every family's cache and positions work with a common start computed once for the batch."""
+    from openrecipe.models import generation
+    from openrecipe.models.loading import load_model
+
+    loaded = load_model(str(family_run.model), dtype="float32")
+    system = "You are Nova, the support assistant of Acme Corp. Answer briefly, politely and accurately."
+    prompts = [generation.build_messages(question, system) for question, _ in CHATS[:3]]
+    rows = [
+        loaded.tokenizer(generation.render_chat(loaded.tokenizer, p), add_special_tokens=False)["input_ids"]
+        for p in prompts
+    ]
+    assert generation.shared_prefix_length(rows) >= generation._MIN_SHARED_TOKENS
+    settings = generation.GenerationSettings(max_new_tokens=6)
+    batched = generation.generate_texts(loaded, prompts, settings, batch_size=3)
+    alone = [generation.generate_texts(loaded, [p], settings, batch_size=1)[0] for p in prompts]
+    assert batched == alone
+
+
 def test_an_architecture_the_converter_does_not_know_is_exit_2(tmp_path):
     from transformers import AutoTokenizer, OPTConfig, OPTForCausalLM
     from typer.testing import CliRunner

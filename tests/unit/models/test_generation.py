@@ -17,3 +17,36 @@ def test_batched_generation_keeps_order_and_matches_unbatched(tiny_model_dir):
     single = [generate_texts(loaded, [p], settings, batch_size=1)[0] for p in prompts]
     assert batched == single
     assert len(batched) == 3
+
+
+SYSTEM = "You are Nova, the support assistant of Acme Corp. Answer briefly, politely and accurately, always."
+
+
+def test_shared_prefix_length_leaves_every_row_a_token_of_its_own():
+    from openrecipe.models.generation import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # the last token stays each row's own
+    assert shared_prefix_length([[1, 2, 3]]) == 0  # one row: nothing to share
+    assert shared_prefix_length([[7, 2], [1, 2]]) == 0
+
+
+def test_a_shared_system_turn_runs_once_and_changes_no_reply(tiny_model_dir, monkeypatch):
+    from openrecipe.models import generation
+
+    loaded = load_model(str(tiny_model_dir), dtype="float32")
+    prompts = [build_messages(p, SYSTEM) for p in ["a", "a much longer prompt than the first one", "mid length"]]
+    rows = [loaded.tokenizer(render_chat(loaded.tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    assert generation.shared_prefix_length(rows) >= generation._MIN_SHARED_TOKENS  # the shared path runs
+    settings = GenerationSettings(max_new_tokens=8)
+    calls = []
+    original = generation._generate_with_shared_prefix
+    monkeypatch.setattr(
+        generation, "_generate_with_shared_prefix", lambda *a, **k: calls.append(a[2]) or original(*a, **k)
+    )
+    shared = generate_texts(loaded, prompts, settings, batch_size=3)
+    assert len(calls) == 1
+    single = [generate_texts(loaded, [p], settings, batch_size=1)[0] for p in prompts]
+    monkeypatch.setattr(generation, "_MIN_SHARED_TOKENS", 10**6)
+    padded = generate_texts(loaded, prompts, settings, batch_size=3)
+    assert shared == single == padded
