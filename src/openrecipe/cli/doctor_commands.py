@@ -92,6 +92,7 @@ def _torch() -> dict:
         "cpu_fp32_gflops": probe.fp32_gflops,
         "cpu_bf16_gflops": probe.bf16_gflops,
         "cpu_training_precision": probe.best,
+        "cpu_probe_load_per_cpu": probe.load_per_cpu,  # the load it was measured under (high: may read low)
     }
 
 

@@ -2,13 +2,16 @@
 
 CPU flags do not tell: oneDNN reports bf16 as supported on any AVX-512 CPU and then emulates it, several times
 slower than fp32, while AMX runs bf16 several times faster. A short probe settles it; `openrecipe doctor` shows
-the figures.
+the figures. Other jobs on the machine can only make a probe read low (they take cores from it), so each
+probe records the load it ran under; one taken on a busy machine is taken again when the machine is quieter,
+keeping the higher figure of each precision, since MFU is reported against these peaks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +26,7 @@ PROBE_VERSION = 1
 SIZE = 768  # square matmul: big enough to reach the GEMM kernels' speed, small enough for a ~1 s probe
 MIN_SECONDS = 0.25
 BF16_MARGIN = 1.2  # bf16 must be clearly faster: a near tie keeps fp32, which is exact
+BUSY_LOAD_PER_CPU = 0.5  # a 1-minute load average above this share of the CPUs: other jobs took cores
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,12 @@ class PrecisionProbe:
     bf16_gflops: float
     threads: int
     machine: str
+    load_per_cpu: float | None = None  # the 1-minute load average per CPU when measured (None: not recorded)
+
+    @property
+    def busy(self) -> bool:
+        """Measured while other jobs kept the machine busy (or load not recorded): the figures may read low."""
+        return self.load_per_cpu is None or self.load_per_cpu > BUSY_LOAD_PER_CPU
 
     @property
     def best(self) -> str:
@@ -86,21 +96,48 @@ def _cache_path(threads: int) -> Path:
     return openrecipe_home() / "machine" / f"precision-{_machine_key(threads)}.json"
 
 
-@cache
-def cpu_precision_probe() -> PrecisionProbe:
-    """The cached measurement for this CPU, torch version and thread count; measured on first use."""
-    threads = torch.get_num_threads()
-    path = _cache_path(threads)
+def load_per_cpu() -> float | None:
     try:
-        return PrecisionProbe(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        pass
-    probe = PrecisionProbe(
+        return round(os.getloadavg()[0] / max(len(os.sched_getaffinity(0)), 1), 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def _measure(threads: int) -> PrecisionProbe:
+    return PrecisionProbe(
         fp32_gflops=round(measure_matmul_gflops(torch.float32), 1),
         bf16_gflops=round(measure_matmul_gflops(torch.bfloat16), 1),
         threads=threads,
         machine=cpu_model_name(),
+        load_per_cpu=load_per_cpu(),
     )
+
+
+@cache
+def cpu_precision_probe() -> PrecisionProbe:
+    """The cached measurement for this CPU, torch version and thread count; measured on first use, and again
+    when the cached one was taken on a busy machine and the machine is quieter now (the higher figures kept)."""
+    threads = torch.get_num_threads()
+    path = _cache_path(threads)
+    cached = None
+    try:
+        cached = PrecisionProbe(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pass
+    if cached is not None:
+        now = load_per_cpu()
+        quieter = now is not None and now <= BUSY_LOAD_PER_CPU and (cached.load_per_cpu or float("inf")) > now
+        if not cached.busy or not quieter:
+            return cached
+    probe = _measure(threads)
+    if cached is not None:
+        probe = PrecisionProbe(
+            fp32_gflops=max(probe.fp32_gflops, cached.fp32_gflops),
+            bf16_gflops=max(probe.bf16_gflops, cached.bf16_gflops),
+            threads=threads,
+            machine=probe.machine,
+            load_per_cpu=probe.load_per_cpu,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(asdict(probe), indent=2) + "\n")
     return probe
