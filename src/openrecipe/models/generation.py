@@ -65,6 +65,16 @@ def _has_template(loaded: LoadedModel) -> bool:
     return bool(getattr(loaded.tokenizer, "chat_template", None))
 
 
+def cache_keyword(model) -> str:
+    """The keyword a model's forward (and generate) takes its key/value cache by: transformers 5 renamed
+    `past_key_values` to `cache`; models whose forward still names the old one get that. A PEFT wrapper passes
+    it through to its base model, whose signature decides."""
+    import inspect
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(target.forward).parameters else "past_key_values"
+
+
 _MIN_SHARED_TOKENS = 16  # a shorter common start saves less than its own forward costs
 
 
@@ -91,7 +101,8 @@ def _generate_with_shared_prefix(
     device = loaded.device
     prefix = torch.tensor([rows[0][:shared]], device=device)
     cache = DynamicCache(config=loaded.model.config)
-    loaded.model(input_ids=prefix, cache=cache, use_cache=True)
+    keyword = cache_keyword(loaded.model)
+    loaded.model(input_ids=prefix, use_cache=True, **{keyword: cache})
     cache.batch_repeat_interleave(len(rows))
     width = max(len(row) for row in rows) - shared
     pad = loaded.tokenizer.pad_token_id
@@ -104,7 +115,7 @@ def _generate_with_shared_prefix(
         input_ids[index, shared + width - len(own) :] = torch.tensor(own, device=device)
         mask[index, shared + width - len(own) :] = 1
     output = loaded.model.generate(
-        input_ids=input_ids, attention_mask=mask, cache=cache, **settings.kwargs(loaded.tokenizer)
+        input_ids=input_ids, attention_mask=mask, **{keyword: cache}, **settings.kwargs(loaded.tokenizer)
     )
     return [
         loaded.tokenizer.decode(output[index, shared + width :], skip_special_tokens=True).strip()

@@ -50,3 +50,20 @@ def test_a_shared_system_turn_runs_once_and_changes_no_reply(tiny_model_dir, mon
     monkeypatch.setattr(generation, "_MIN_SHARED_TOKENS", 10**6)
     padded = generate_texts(loaded, prompts, settings, batch_size=3)
     assert shared == single == padded
+
+
+def test_a_peft_wrapped_model_shares_the_start_through_its_base_models_cache_keyword(tiny_model_dir):
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from openrecipe.models.generation import cache_keyword
+
+    loaded = load_model(str(tiny_model_dir), dtype="float32")
+    plain = generate_texts(loaded, [build_messages(p, SYSTEM) for p in ["a", "bb", "ccc"]], GenerationSettings(4))
+    loaded.model = get_peft_model(loaded.model, LoraConfig(r=2, target_modules=["q_proj"])).eval()
+    assert cache_keyword(loaded.model) == cache_keyword(loaded.model.get_base_model())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated keyword on the way to the base model
+        wrapped = generate_texts(loaded, [build_messages(p, SYSTEM) for p in ["a", "bb", "ccc"]], GenerationSettings(4))
+    assert wrapped == plain  # a fresh LoRA's B is zero: the same model

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from openrecipe.models.generation import render_chat
+from openrecipe.models.generation import cache_keyword, render_chat
 from openrecipe.models.templates import ChatTemplate
 from openrecipe.serve.engines.adapters import AdapterSet
 from openrecipe.serve.engines.base import (
@@ -100,8 +100,7 @@ class TransformersEngine:
         eos = self.loaded.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {i for i in [*eos_ids, self.tokenizer.eos_token_id] if i is not None}
-        # transformers 5 renamed `past_key_values` to `cache`; support both.
-        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        self._cache_arg = cache_keyword(self.loaded.model)
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         self.max_batch_size = max_batch_size
         self.decode_chunk = decode_chunk
