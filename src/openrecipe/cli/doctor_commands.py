@@ -123,7 +123,12 @@ def _rows(report: dict) -> list[tuple[str, str]]:
         (
             "cpu matmul",
             f"fp32 {torch_info['cpu_fp32_gflops']} GFLOP/s, bf16 {torch_info['cpu_bf16_gflops']} GFLOP/s "
-            f"→ training precision {torch_info['cpu_training_precision']}",
+            f"→ training precision {torch_info['cpu_training_precision']}"
+            + (
+                f" (measured at load {load} per CPU)"
+                if (load := torch_info["cpu_probe_load_per_cpu"]) is not None
+                else " (load when measured: not recorded)"
+            ),
         ),
     ]
     if "error" in llama:
