@@ -202,7 +202,8 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
         "",
         f"BF16 = {bf16_bytes / 1e6:.0f} MB: the reference's parameters at 2 bytes each. Exact match and decode "
         "speed come from the engine that serves each artifact (llama.cpp for GGUF); KL and perplexity from "
-        "transformers.",
+        f"transformers, on the held-out text's first {count} predicted tokens (the eval stage's perplexity "
+        "uses all of it, so the two can differ).",
     ]
     atomic_write_json(
         context.stage_dir / "parity.json",
