@@ -104,3 +104,8 @@ format: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# LLaMA-Factory in its own venv for bench/train.py's `llamafactory` side (it pins older transformers/peft/trl).
+.PHONY: bench-llamafactory-env
+bench-llamafactory-env:
+	PYTHON=$(PYTHON) bench/llamafactory_env.sh

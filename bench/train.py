@@ -1,9 +1,12 @@
 """Training throughput on the default model, one job, one machine: our loop (eager and compiled) vs TRL's
-SFTTrainer (its defaults, i.e. gradient checkpointing on, and without it). Same data, LoRA config, batch and
-steps; tokens/s counts the same trained (non-padding) tokens on every side. Each side runs in its own
-process, so peak RSS is per side. Needs `pip install -e .[bench]`.
+SFTTrainer (its defaults, i.e. gradient checkpointing on, and without it), and LLaMA-Factory (its defaults)
+where its own environment exists. Same data, LoRA config, batch and steps; tokens/s counts the same trained
+(non-padding) tokens on every side. Each side runs in its own process, so peak RSS is per side. Needs
+`pip install -e .[bench]`; the LLaMA-Factory side needs `make bench-llamafactory-env` (a separate venv: it
+pins older transformers/peft/trl than ours), and is skipped without it.
 
     .venv/bin/python bench/train.py --steps 6 --batch 8
+    .venv/bin/python bench/train.py --steps 6 --batch 4 --sides ours,trl,llamafactory
     .venv/bin/python bench/train.py --ddp 2      # scaling: 2 processes vs 1 on the same job
     .venv/bin/python bench/train.py --fsdp 2
 """
@@ -27,7 +30,15 @@ SIDES = {
     "ours-compiled": "ours, compiled",
     "trl": "TRL SFTTrainer, its defaults (gradient checkpointing)",
     "trl-no-checkpointing": "TRL SFTTrainer, no gradient checkpointing",
+    "llamafactory": "LLaMA-Factory, its defaults (gradient checkpointing)",
 }
+LLAMAFACTORY_VENV = Path.home() / ".cache/openrecipe/bench-llamafactory-venv"
+
+
+def llamafactory_python() -> Path:
+    """The interpreter of LLaMA-Factory's own environment (bench/llamafactory_env.sh makes it)."""
+    given = os.environ.get("OPENRECIPE_LLAMAFACTORY_PYTHON")
+    return Path(given) if given else LLAMAFACTORY_VENV / "bin/python"
 
 
 def examples(path: Path) -> None:
@@ -121,15 +132,6 @@ def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool =
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
     dataset = datasets.Dataset.from_list(rows)
     times: list[tuple[float, float, int]] = []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start, self.cpu, self.seen = time.perf_counter(), time.process_time(), state.num_input_tokens_seen
-
-        def on_step_end(self, args, state, control, **kwargs):
-            seconds, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu
-            times.append((seconds, cpu, state.num_input_tokens_seen - self.seen))
-
     config = SFTConfig(
         output_dir=str(out),
         max_steps=steps,
@@ -154,11 +156,29 @@ def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool =
         peft_config=LoraConfig(
             r=LORA["rank"], lora_alpha=LORA["alpha"], target_modules="all-linear", task_type="CAUSAL_LM"
         ),
-        callbacks=[Clock()],
+        callbacks=[step_clock(TrainerCallback, times)],
     )
     start = time.perf_counter()
     trainer.train()
-    seconds = time.perf_counter() - start
+    return clock_result(times, trainer.state.num_input_tokens_seen, time.perf_counter() - start)
+
+
+def step_clock(base: type, times: list[tuple[float, float, int]]):
+    """A Trainer callback appending (wall s, CPU s, non-padding input tokens) of every step to `times`."""
+
+    class Clock(base):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start, self.cpu, self.seen = time.perf_counter(), time.process_time(), state.num_input_tokens_seen
+
+        def on_step_end(self, args, state, control, **kwargs):
+            seconds, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu
+            times.append((seconds, cpu, state.num_input_tokens_seen - self.seen))
+
+    return Clock()
+
+
+def clock_result(times: list[tuple[float, float, int]], tokens_seen: int, seconds: float) -> dict:
+    """Tokens/s over the steps after the first, as our side counts them."""
     # The token counter is updated before the step's callbacks on some versions and after on others: count
     # the step's tokens as the difference seen from one step's begin to the next.
     settled = times[1:] or times
@@ -167,12 +187,81 @@ def run_trl(data: Path, out: Path, steps: int, batch: int, checkpointing: bool =
         "tokens_per_s": tokens / max(1e-9, sum(t for t, _, _ in settled)),
         "tokens_per_cpu_s": tokens / max(1e-9, sum(cpu for _, cpu, _ in settled)),
         "measured_steps": len(settled),
-        "tokens_per_step": trainer.state.num_input_tokens_seen / max(1, len(times)),
+        "tokens_per_step": tokens_seen / max(1, len(times)),
         "wall_s": seconds,
     }
 
 
+def llamafactory_dataset(data: Path, folder: Path) -> str:
+    """Registers the bench's data (OpenAI-style `messages` rows, system first) as LLaMA-Factory's sharegpt
+    format in `folder`/dataset_info.json; returns the dataset's name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.jsonl").write_text(data.read_text())
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    info = {
+        "bench": {
+            "file_name": "data.jsonl",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages"},
+            "tags": {**tags, "system_tag": "system"},
+        }
+    }
+    (folder / "dataset_info.json").write_text(json.dumps(info, indent=2))
+    return "bench"
+
+
+def run_llamafactory(data: Path, out: Path, steps: int, batch: int, model: str) -> dict:
+    """LLaMA-Factory's SFT stage with its defaults (gradient checkpointing on, LoRA upcast to fp32, prompt
+    tokens masked), run in its own environment: nothing from openrecipe is importable here."""
+    from llamafactory.train.tuner import run_exp
+    from transformers import TrainerCallback
+
+    times: list[tuple[float, float, int]] = []
+    trainer_state: dict = {}
+
+    class Seen(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            trainer_state["tokens"] = state.num_input_tokens_seen
+
+    args = {
+        "stage": "sft",
+        "do_train": True,
+        "model_name_or_path": model,
+        "trust_remote_code": False,
+        "dataset": llamafactory_dataset(data, out / "data"),
+        "dataset_dir": str(out / "data"),
+        # Gives the same tokens as the model's own chat template on these rows (a system message in each).
+        "template": "smollm2",
+        "cutoff_len": 256,
+        "finetuning_type": "lora",
+        "lora_rank": LORA["rank"],
+        "lora_alpha": LORA["alpha"],
+        "lora_dropout": LORA["dropout"],
+        "lora_target": "all",  # every linear layer but the head, like "all-linear"
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": batch,
+        "max_steps": steps,
+        "output_dir": str(out / "run"),
+        "overwrite_output_dir": True,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "plot_loss": False,
+        "bf16": False,  # fp32, as the other sides on this CPU
+        "use_cpu": True,
+        "dataloader_num_workers": 0,
+        "include_num_input_tokens_seen": "non_padding",  # the tokens our side counts
+    }
+    start = time.perf_counter()
+    run_exp(args, callbacks=[step_clock(TrainerCallback, times), Seen()])
+    return clock_result(times, trainer_state.get("tokens", 0), time.perf_counter() - start)
+
+
 def side_main(args: argparse.Namespace) -> None:
+    if args.side == "llamafactory":
+        result = run_llamafactory(Path(args.data), Path(args.out), args.steps, args.batch, args.model)
+        side_result(result)
+        return
     from openrecipe.cli.quiet import quiet_libraries
 
     quiet_libraries()
@@ -182,6 +271,10 @@ def side_main(args: argparse.Namespace) -> None:
         result = run_ours(Path(args.data), Path(args.out), args.steps, args.batch, False, args.side[6:])
     else:
         result = run_trl(Path(args.data), Path(args.out), args.steps, args.batch, args.side == "trl")
+    side_result(result)
+
+
+def side_result(result: dict) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["peak_rss_gib"] = usage.ru_maxrss / 2**20
     result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)  # the whole process: loading included
@@ -193,7 +286,16 @@ def run_side(side: str, data: Path, out: Path, args: argparse.Namespace, process
     launcher = [sys.executable]
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--master_port=29611"]
-    command = [*launcher, __file__, "--side", side, "--data", str(data), "--out", str(out)]
+    extra = []
+    if side == "llamafactory":
+        from openrecipe.models.default import ensure_default_model
+
+        python = llamafactory_python()
+        if not python.exists():
+            print(f"{side} skipped: no {python}; make it with `make bench-llamafactory-env`", flush=True)
+            return None
+        launcher, extra = [str(python)], ["--model", str(ensure_default_model())]
+    command = [*launcher, __file__, "--side", side, "--data", str(data), "--out", str(out), *extra]
     command += ["--steps", str(args.steps), "--batch", str(args.batch)]
     started = time.perf_counter()
     process = subprocess.run(command, capture_output=True, text=True)
@@ -294,6 +396,7 @@ def main() -> None:
     parser.add_argument("--side", choices=[*SIDES, "scale-ddp", "scale-fsdp"])
     parser.add_argument("--data")
     parser.add_argument("--out")
+    parser.add_argument("--model", help="the default model's folder (the llamafactory side cannot resolve it)")
     args = parser.parse_args()
     if args.side:
         side_main(args)
