@@ -161,7 +161,9 @@ class _Training:
     def _setup_optimizer(self) -> None:
         """Shard first (FSDP2 replaces the parameters), then build the optimizer over what will be trained."""
         settings = self.settings
-        model = TrainedTokenLoss(self.trainee.model)
+        self.compiled = settings.compiles(self.device.type)
+        share = self.world == 1 and not self.compiled and not settings.gradient_checkpointing
+        model = TrainedTokenLoss(self.trainee.model, share_prefix=share)
         self.sharded: torch.nn.Module | None = None
         if self.world > 1 and settings.distributed.strategy == "fsdp":
             fsdp2_shard(self.trainee.model, root=model)
@@ -174,7 +176,6 @@ class _Training:
             weight_decay=settings.weight_decay,
         )
         # Compiled runs train on a few fixed padded shapes (length buckets), so each compiles once.
-        self.compiled = settings.compiles(self.device.type)
         self.compiled_shapes: set[tuple] = set()
         self.compile_seconds = 0.0
         if self.compiled:
