@@ -358,11 +358,11 @@ def compare(args: argparse.Namespace, data: Path, tmp: Path, info: dict) -> None
         print(f"{label}: {json.dumps(result)}", flush=True)
     print(f"load average after: {[round(x, 2) for x in os.getloadavg()]}")
     for ours in ("ours", "ours-compiled"):
-        for trl in ("trl", "trl-no-checkpointing"):
-            if ours in results and trl in results:
-                a, b = results[ours], results[trl]
+        for peer in ("trl", "trl-no-checkpointing", "llamafactory"):
+            if ours in results and peer in results:
+                a, b = results[ours], results[peer]
                 print(
-                    f"{SIDES[ours]} vs {SIDES[trl]}: tokens/s {a['tokens_per_s'] / b['tokens_per_s']:.2f}x, "
+                    f"{SIDES[ours]} vs {SIDES[peer]}: tokens/s {a['tokens_per_s'] / b['tokens_per_s']:.2f}x, "
                     f"tokens per CPU-second {a['tokens_per_cpu_s'] / b['tokens_per_cpu_s']:.2f}x, "
                     f"peak RSS {a['peak_rss_gib'] / b['peak_rss_gib']:.2f}x"
                 )
