@@ -57,7 +57,9 @@ def examples(path: Path) -> None:
     path.write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
 
 
-def run_ours(data: Path, out: Path, steps: int, batch: int, compiled: bool, strategy: str = "ddp") -> dict:
+def run_ours(
+    data: Path, out: Path, steps: int, batch: int, compiled: bool, strategy: str = "ddp", micro_tokens: str = "auto"
+) -> dict:
     """Tokens/s over the steps after the first (and, compiled, after every step that compiled a new shape)."""
     from transformers import AutoTokenizer
 
@@ -81,6 +83,11 @@ def run_ours(data: Path, out: Path, steps: int, batch: int, compiled: bool, stra
         save_every_steps=10_000,
         compile=compiled,
         distributed={"strategy": strategy},
+        micro_batch_tokens=micro_tokens
+        if micro_tokens == "auto"
+        else None
+        if micro_tokens == "none"
+        else int(micro_tokens),
     )
     # CPU seconds of each step (this process, all threads): on a shared machine wall time measures the others.
     cpu_seconds: list[float] = []
@@ -266,9 +273,14 @@ def side_main(args: argparse.Namespace) -> None:
 
     quiet_libraries()
     if args.side.startswith("ours"):
-        result = run_ours(Path(args.data), Path(args.out), args.steps, args.batch, args.side == "ours-compiled")
+        compiled = args.side == "ours-compiled"
+        result = run_ours(
+            Path(args.data), Path(args.out), args.steps, args.batch, compiled, micro_tokens=args.micro_batch_tokens
+        )
     elif args.side.startswith("scale-"):
-        result = run_ours(Path(args.data), Path(args.out), args.steps, args.batch, False, args.side[6:])
+        result = run_ours(
+            Path(args.data), Path(args.out), args.steps, args.batch, False, args.side[6:], args.micro_batch_tokens
+        )
     else:
         result = run_trl(Path(args.data), Path(args.out), args.steps, args.batch, args.side == "trl")
     side_result(result)
@@ -297,6 +309,8 @@ def run_side(side: str, data: Path, out: Path, args: argparse.Namespace, process
         launcher, extra = [str(python)], ["--model", str(ensure_default_model())]
     command = [*launcher, __file__, "--side", side, "--data", str(data), "--out", str(out), *extra]
     command += ["--steps", str(args.steps), "--batch", str(args.batch)]
+    if side != "llamafactory":
+        command += ["--micro-batch-tokens", args.micro_batch_tokens]
     started = time.perf_counter()
     process = subprocess.run(command, capture_output=True, text=True)
     line = next((row for row in process.stdout.splitlines() if row.startswith("RESULT ")), None)
@@ -397,6 +411,11 @@ def main() -> None:
     parser.add_argument("--data")
     parser.add_argument("--out")
     parser.add_argument("--model", help="the default model's folder (the llamafactory side cannot resolve it)")
+    parser.add_argument(
+        "--micro-batch-tokens",
+        default="auto",
+        help="our train.micro_batch_tokens: auto (256 on CPU), none (whole micro-batches) or a number",
+    )
     args = parser.parse_args()
     if args.side:
         side_main(args)

@@ -273,3 +273,40 @@ def test_an_architecture_the_converter_does_not_know_is_exit_2(tmp_path):
     assert result.exit_code == 2, result.output
     assert "does not support the architecture 'OPTForCausalLM'" in result.output
     assert not list((tmp_path / "out").glob("*.gguf"))
+
+
+def test_training_with_the_system_turn_run_once_matches_the_full_forward(family_run, monkeypatch):
+    """Every family's cache, positions and masks give the same loss and gradients when the start that all rows
+    of a training batch share runs once."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from openrecipe.data.tokenize import TokenizeConfig, tokenize_conversations
+    from openrecipe.train import forward
+    from openrecipe.train.batching import collate
+
+    if family_run.family.name == "gpt2":
+        pytest.skip("gpt2 has no decoder/head split here: the plain forward runs and nothing is shared")
+    model = AutoModelForCausalLM.from_pretrained(str(family_run.model), dtype=torch.float32)
+    tokenizer = _tokenizer(family_run.model)
+    system = "You are Nova, the support assistant of Acme Corp. Answer briefly, politely and accurately."
+    chats = [
+        [{"role": "system", "content": system}, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        for q, a in CHATS
+    ]
+    examples, _ = tokenize_conversations(tokenizer, chats, TokenizeConfig(max_length=256))
+    batch = collate(examples, pad_token_id=tokenizer.pad_token_id or 0)
+    monkeypatch.setattr(forward, "MIN_SAVED_TOKENS", 0)  # a few rows: share even so
+    shared = forward.shared_start(batch["input_ids"], batch["labels"], batch["attention_mask"])
+    assert shared >= forward.MIN_SHARED_TOKENS
+    model.train()
+    results = []
+    for share in (True, False):
+        model.zero_grad()
+        loss = forward.TrainedTokenLoss(model, share_prefix=share)(**batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (shared_loss, shared_grads), (full_loss, full_grads) = results
+    assert torch.allclose(shared_loss, full_loss, rtol=1e-5), (float(shared_loss), float(full_loss))
+    for name, grad in full_grads.items():
+        assert torch.allclose(shared_grads[name], grad, rtol=1e-3, atol=1e-5), name
