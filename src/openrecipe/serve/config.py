@@ -46,7 +46,7 @@ class ServeSettings(StrictModel):
     context_length: int | None = Field(
         None, ge=16, description="llamacpp: context tokens per slot (default 4096); vllm: max model length"
     )
-    slots: int = Field(1, ge=1, le=64, description="llamacpp: requests decoded together, a KV-cache stream each")
+    slots: int = Field(1, ge=1, le=64, description="llamacpp: requests decoded together in one shared KV cache")
     adapters: dict[str, str] = Field(
         default_factory=dict, description="transformers, vllm: LoRA adapters served beside the base, by model name"
     )
