@@ -9,8 +9,8 @@ here). Models whose logits are post-processed (soft-capping, logit scales) use t
 A start that every row of a micro-batch shares and that carries no loss (the recipe's system turn, ~24 of
 ~70 tokens per row in the demo) runs once: its keys and values are repeated for each row and the rows'
 own tokens attend to them. Gradients flow back through the repeat, so loss and gradients are those of the
-full forward up to float rounding, for (rows - 1) x the shared tokens less work. Hand-written: neither
-transformers' Trainer nor TRL shares a prefix across the rows of a training batch.
+full forward up to float rounding, for (rows - 1) x the shared tokens less work. Hand-written: transformers'
+Trainer and PEFT have no option that shares a prefix across the rows of a training batch.
 """
 
 from __future__ import annotations
