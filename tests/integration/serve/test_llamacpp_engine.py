@@ -98,3 +98,28 @@ def test_poison_requests_fail_alone(server, client, path, fields):
     response = httpx.post(f"{base}{path}", json=body, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
     assert response.status_code in (200, 400), response.text
     assert chat(client).usage.completion_tokens >= 1  # the server still serves everyone else
+
+
+def test_a_prompt_sharing_a_kept_start_evaluates_only_the_rest_and_replies_the_same(gguf):
+    """An idle sequence keeps its keys and values; the next request sharing its start evaluates only the rest,
+    and a greedy reply does not change (the first one comes from a fresh server)."""
+    from openai import OpenAI
+
+    system = {"role": "system", "content": "You are Nova, the support assistant of Acme Corp. Answer briefly."}
+    settings = {"engine": "llamacpp", "slots": 2, "context_length": 256, "api_key": API_KEY, "max_tokens_cap": 32}
+    replies = []
+    for question in ("What are your opening hours?", "Where is the shop?"):
+        with running_server(model=str(gguf), **settings) as (base, engine):
+            client = OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+
+            def ask(text: str, client=client):
+                messages = [system, {"role": "user", "content": text}]
+                return client.chat.completions.create(model="tiny", messages=messages, max_tokens=8, temperature=0)
+
+            first = ask(question).choices[0].message.content
+            assert engine.stats()["reused_prompt_tokens"] == 0
+            replies.append((first, ask("Who are you?").choices[0].message.content))
+            assert engine.stats()["reused_prompt_tokens"] >= 10  # the system turn, at least
+            assert ask(question).choices[0].message.content == first  # the whole prompt kept but its last token
+    (_, after_hours), (_, after_shop) = replies
+    assert after_hours == after_shop  # what the sequence held before does not leak into the reply

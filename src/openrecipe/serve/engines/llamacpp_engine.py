@@ -2,11 +2,11 @@
 
 The GGUF header is bounds-checked before llama.cpp opens the file, so a truncated or hostile file is a
 user error, not a crash. One llama.cpp context holds one KV cache the slots share (each request stays
-within the context length); one thread builds a batch
-from every running request (a token each, plus the next chunk of any new prompt), decodes it in one
-`llama_decode` call on all cores, and samples each request with its own sampler chain. Decoding several
-requests in one batch costs little more than decoding one, which one context per slot (each decoding
-alone on the shared cores) could not give.
+within the context length; an idle sequence keeps its tokens, and the next request sharing their start
+evaluates only the rest). One thread builds a batch from every running request (a token each, plus the
+next chunk of any new prompt), decodes it in one `llama_decode` call on all cores, and samples each
+request with its own sampler chain. Decoding several requests in one batch costs little more than
+decoding one, which one context per slot (each decoding alone on the shared cores) could not give.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class _Slot:
     seq_id: int
     sampler: Any
     pending: list[int]  # prompt tokens not decoded yet
-    position: int = 0  # next position in this slot's stream
+    position: int = 0  # next position in this slot's sequence
+    fed: list[int] = field(default_factory=list)  # the tokens whose keys and values this sequence holds
     produced: int = 0
     next_token: int | None = None  # sampled, to be decoded in the next batch
     text: str = ""
@@ -97,6 +98,9 @@ class LlamaCppEngine:
         self._context = self._new_context(threads or max(len(os.sched_getaffinity(0)) // 2, 1))
         self._memory = self._lib.llama_get_memory(self._context)
         self._batch = self._lib.llama_batch_init(_BATCH_TOKENS, 0, 1)
+        # What each idle sequence still holds: a new request takes the one sharing the longest start with its
+        # prompt and evaluates only the rest, as llama-server's slots do (the chat template's system turn).
+        self._kept: dict[int, list[int]] = {}
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
         self._stats = {
             "requests": 0,
@@ -104,6 +108,7 @@ class LlamaCppEngine:
             "failed_requests": 0,
             "slots": self.num_slots,
             "max_batch_size_seen": 0,
+            "reused_prompt_tokens": 0,
         }
         self._thread = threading.Thread(target=self._serve, name="openrecipe-llamacpp", daemon=True)
         self._thread.start()
@@ -230,7 +235,6 @@ class LlamaCppEngine:
                 request.emit(Finished("cancelled", len(request.prompt_ids), 0))
                 continue
             self._stats["requests"] += 1
-            seq_id = min(set(range(self.num_slots)) - set(running))
             try:
                 sampler = self._sampler(request)
             except Exception as error:  # a request llama.cpp cannot sample fails alone
@@ -238,8 +242,31 @@ class LlamaCppEngine:
                 request.emit(Failed(f"llama.cpp failed: {type(error).__name__}: {error}"))
                 continue
             prompt = list(request.prompt_ids) or [self._lib.llama_vocab_bos(self._vocab)]
-            running[seq_id] = _Slot(request, seq_id, sampler, pending=prompt)
+            seq_id, reused = self._reuse(prompt, set(range(self.num_slots)) - set(running))
+            slot = _Slot(request, seq_id, sampler, pending=prompt[reused:], position=reused, fed=prompt[:reused])
+            running[seq_id] = slot
         return True
+
+    def _reuse(self, prompt: list[int], free: set[int]) -> tuple[int, int]:
+        """The free sequence whose kept tokens share the longest start with `prompt`, and how many of them stay
+        (at least the prompt's last token is evaluated again: its logits pick the first reply token)."""
+
+        def shared(seq_id: int) -> int:
+            kept, length = self._kept.get(seq_id, []), 0
+            while length < min(len(kept), len(prompt) - 1) and kept[length] == prompt[length]:
+                length += 1
+            return length
+
+        seq_id = max(sorted(free), key=shared)
+        reused = shared(seq_id)
+        if seq_id in self._kept:
+            del self._kept[seq_id]
+            # Memories that cannot cut a sequence part-way (recurrent models) say so: start it afresh.
+            if not self._lib.llama_memory_seq_rm(self._memory, seq_id, reused, -1):
+                self._lib.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+                reused = 0
+        self._stats["reused_prompt_tokens"] += reused
+        return seq_id, reused
 
     def _sampler(self, request: GenerationRequest) -> Any:
         """The request's own chain: logit bias, penalties, grammar, then greedy or temperature/top-p."""
@@ -291,6 +318,7 @@ class LlamaCppEngine:
             batch.token[count], batch.pos[count] = token, slot.position
             batch.n_seq_id[count], batch.seq_id[count][0] = 1, slot.seq_id
             batch.logits[count] = wants_logits
+            slot.fed.append(token)
             if wants_logits:
                 outputs.append((count, slot))
             slot.position += 1
@@ -349,7 +377,10 @@ class LlamaCppEngine:
         return buffer.raw[:size]
 
     def _finish(self, running: dict[int, _Slot], slot: _Slot, event: Finished | Failed) -> None:
-        self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        if isinstance(event, Failed):  # what the cache holds after a failed decode is not known: drop it
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        else:
+            self._kept[slot.seq_id] = slot.fed
         self._lib.llama_sampler_free(slot.sampler)
         del running[slot.seq_id]
         slot.request.emit(event)
