@@ -19,6 +19,17 @@ def _blocks(tokenizer, texts: Sequence[str], block_size: int) -> list[list[int]]
     return [block for block in blocks if len(block) > 1]
 
 
+def _right_padded(rows: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows as one right-padded id tensor and its attention mask."""
+    length = max(len(row) for row in rows)
+    ids = torch.zeros((len(rows), length), dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)] = torch.tensor(list(row))
+        mask[index, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
 @torch.inference_mode()
 def token_log_probs(loaded: LoadedModel, rows: Sequence[Sequence[int]], *, batch_size: int = 8) -> list[torch.Tensor]:
     """For each row of token ids, the float32 log-distribution over the vocabulary after each of its tokens but
@@ -28,13 +39,8 @@ def token_log_probs(loaded: LoadedModel, rows: Sequence[Sequence[int]], *, batch
     order = sorted(range(len(rows)), key=lambda index: len(rows[index]))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        length = max(len(rows[index]) for index in chunk)
-        ids = torch.zeros((len(chunk), length), dtype=torch.long)
-        mask = torch.zeros((len(chunk), length), dtype=torch.long)
-        for row, index in enumerate(chunk):
-            ids[row, : len(rows[index])] = torch.tensor(list(rows[index]))
-            mask[row, : len(rows[index])] = 1
-        logits = loaded.model(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device), use_cache=False)
+        ids, mask = _right_padded([rows[index] for index in chunk], loaded.device)
+        logits = loaded.model(input_ids=ids, attention_mask=mask, use_cache=False)
         for row, index in enumerate(chunk):
             out[index] = torch.log_softmax(logits.logits[row, : len(rows[index]) - 1].float(), dim=-1).cpu()
     return out
@@ -47,14 +53,7 @@ def perplexity(loaded: LoadedModel, texts: Sequence[str], *, block_size: int = 2
     total_nll, total_tokens = 0.0, 0
     model = loaded.model
     for start in range(0, len(blocks), batch_size):
-        chunk = blocks[start : start + batch_size]
-        length = max(len(block) for block in chunk)
-        ids = torch.zeros((len(chunk), length), dtype=torch.long)
-        mask = torch.zeros((len(chunk), length), dtype=torch.long)
-        for row, block in enumerate(chunk):
-            ids[row, : len(block)] = torch.tensor(block)
-            mask[row, : len(block)] = 1
-        ids, mask = ids.to(loaded.device), mask.to(loaded.device)
+        ids, mask = _right_padded(blocks[start : start + batch_size], loaded.device)
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
         log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
         targets = ids[:, 1:]

@@ -52,13 +52,17 @@ class _Slot:
     seq_id: int
     sampler: Any
     pending: list[int]  # prompt tokens not decoded yet
-    position: int = 0  # next position in this slot's sequence
     fed: list[int] = field(default_factory=list)  # the tokens whose keys and values this sequence holds
     produced: int = 0
     next_token: int | None = None  # sampled, to be decoded in the next batch
     text: str = ""
     sent: int = 0
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+    @property
+    def position(self) -> int:
+        """The next position in this slot's sequence: one after the last token it holds."""
+        return len(self.fed)
 
 
 class LlamaCppEngine:
@@ -243,7 +247,7 @@ class LlamaCppEngine:
                 continue
             prompt = list(request.prompt_ids) or [self._lib.llama_vocab_bos(self._vocab)]
             seq_id, reused = self._reuse(prompt, set(range(self.num_slots)) - set(running))
-            slot = _Slot(request, seq_id, sampler, pending=prompt[reused:], position=reused, fed=prompt[:reused])
+            slot = _Slot(request, seq_id, sampler, pending=prompt[reused:], fed=prompt[:reused])
             running[seq_id] = slot
         return True
 
@@ -321,7 +325,6 @@ class LlamaCppEngine:
             slot.fed.append(token)
             if wants_logits:
                 outputs.append((count, slot))
-            slot.position += 1
             count += 1
 
         for slot in running.values():
