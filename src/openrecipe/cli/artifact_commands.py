@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from openrecipe.export.gguf_types import DEFAULT_CALIBRATION_TOKENS
+
 console = Console()
 
 
@@ -71,6 +73,12 @@ def export(
     calibration: list[Path] = typer.Option(
         [], "--calibration", help="Text/chat data for llama.cpp's importance matrix (repeat; K-quant types)."
     ),
+    calibration_tokens: int = typer.Option(
+        DEFAULT_CALIBRATION_TOKENS,
+        "--calibration-tokens",
+        min=256,
+        help="At most this many calibration tokens, texts taken evenly across the data.",
+    ),
     chat_template: str | None = typer.Option(
         None, "--chat-template", help="Write this template into the output: a built-in name or a .jinja file."
     ),
@@ -87,7 +95,15 @@ def export(
         records = [record for path in calibration for record in load_source(DataSource(path=str(path))).records]
     out.mkdir(parents=True, exist_ok=True)
     folder = materialize(_with_template(model, chat_template), out)
-    files = export_model(folder, out, gguf, name=name, calibration_records=records, system_prompt=system)["files"]
+    files = export_model(
+        folder,
+        out,
+        gguf,
+        name=name,
+        calibration_records=records,
+        calibration_tokens=calibration_tokens,
+        system_prompt=system,
+    )["files"]
     for row in files.values():
         fallbacks = fallback_line(row)  # llama.cpp's per-tensor lines are in native.log beside the files
         console.print(

@@ -89,7 +89,7 @@ def evaluate_variant(
         "dtype": variant.dtype,
         "greedy": True,
         "batch_size": batch_size,  # left padding changes a batch's float sums, and so can a greedy reply
-        "version": 2,  # 2: a start the batch shares is computed once (models.generation)
+        "version": 3,  # 3: rows prefilled in batches decode together (models.generation)
         "retrieval": variant.retriever.digest if variant.retriever is not None else None,
     }
     key = sha256_json({"model": fingerprint, "tests": test_set_digest(items), **settings})

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import OpenRecipeError
-from openrecipe.export.gguf_types import gguf_type
+from openrecipe.export.gguf_types import DEFAULT_CALIBRATION_TOKENS, gguf_type
 from openrecipe.models.gguf_header import check_gguf
 from openrecipe.utils.fs import atomic_write_json
 
@@ -111,6 +111,7 @@ def export_gguf(
     *,
     name: str,
     calibration: list[str] | None = None,
+    calibration_tokens: int = DEFAULT_CALIBRATION_TOKENS,
 ) -> dict[str, Any]:
     """Write one GGUF per type; quantizer types get an importance matrix when calibration text is given."""
     check_name(name)
@@ -126,18 +127,20 @@ def export_gguf(
             converted["f16"] = Path(tmp) / "f16.gguf"
         if converted:
             convert(folder, converted, name=name)
-        imatrix, calibration_tokens = None, 0
+        imatrix, calibrated = None, 0
         if quantized and calibration:
             from openrecipe.export.importance import importance_matrix
 
-            imatrix, calibration_tokens = importance_matrix(folder, calibration, gguf_file=converted["f16"])
+            imatrix, calibrated = importance_matrix(
+                folder, calibration, gguf_file=converted["f16"], max_tokens=calibration_tokens
+            )
         for entry in entries:
             target, quantizer = targets[entry.name], {}
             if entry.producer == "quantize":
                 from openrecipe.export.llama_quantize import quantize_gguf
 
                 quantizer = quantize_gguf(converted["f16"], target, entry.name, imatrix=imatrix)
-                quantizer["calibration_tokens"] = calibration_tokens
+                quantizer["calibration_tokens"] = calibrated
             info = read_back(target)
             if wants_template and not info["has_chat_template"]:
                 raise OpenRecipeError(f"{target.name} has no chat template after export")
@@ -157,6 +160,7 @@ def export_model(
     *,
     name: str,
     calibration_records: list | None = None,
+    calibration_tokens: int = DEFAULT_CALIBRATION_TOKENS,
     system_prompt: str | None = None,
     modelfile: bool = True,
 ) -> dict[str, Any]:
@@ -176,7 +180,7 @@ def export_model(
         from openrecipe.export.importance import calibration_texts
 
         texts = calibration_texts(calibration_records, tokenizer)
-    files = export_gguf(folder, out_dir, types, name=name, calibration=texts)
+    files = export_gguf(folder, out_dir, types, name=name, calibration=texts, calibration_tokens=calibration_tokens)
     result: dict[str, Any] = {"files": files}
     if modelfile:
         last = Path(files[types[-1]]["path"]).name

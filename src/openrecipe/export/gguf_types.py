@@ -7,6 +7,10 @@ from typing import Literal
 
 from openrecipe.registry import Registry
 
+# Calibration tokens for llama.cpp's importance matrix. On the demo's fine-tune, q4_k_m's held-out perplexity
+# was 37.61 with all 15,831 tokens and 37.58 with 3,969 taken evenly (bench numbers in the README).
+DEFAULT_CALIBRATION_TOKENS = 32768
+
 
 @dataclass(frozen=True)
 class GGUFType:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.export.gguf_types import DEFAULT_CALIBRATION_TOKENS
 from openrecipe.models.gguf_header import check_gguf
 
 
@@ -58,14 +59,14 @@ class _Enough(Exception):
 
 
 def calibration_batches(tokenizer, texts: list[str], *, context: int, max_tokens: int, rows: int = 8):
-    """Each text on its own from position 0 (as the model sees a conversation), cut at `context` tokens, until
-    `max_tokens` are taken; texts of similar length batched together, right-padded, with their masks."""
+    """Each text on its own from position 0 (as the model sees a conversation), cut at `context` tokens; when
+    they hold more than `max_tokens`, every k-th text (so each source listed contributes) until `max_tokens`
+    are taken; texts of similar length batched together, right-padded, with their masks."""
+    every = [row for text in texts if len(row := tokenizer(text, add_special_tokens=False)["input_ids"][:context]) > 1]
+    stride = max(1, sum(len(row) for row in every) // max_tokens)
     ids: list[list[int]] = []
     taken = 0
-    for text in texts:
-        row = tokenizer(text, add_special_tokens=False)["input_ids"][:context]
-        if len(row) < 2:
-            continue
+    for row in every[::stride]:
         ids.append(row)
         taken += len(row)
         if taken >= max_tokens:
@@ -89,7 +90,7 @@ def importance_matrix(
     texts: list[str],
     *,
     gguf_file: Path,
-    max_tokens: int = 32768,
+    max_tokens: int = DEFAULT_CALIBRATION_TOKENS,
     context: int = 512,
     batch_rows: int = 8,
 ):

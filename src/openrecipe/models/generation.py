@@ -65,14 +65,24 @@ def _has_template(loaded: LoadedModel) -> bool:
     return bool(getattr(loaded.tokenizer, "chat_template", None))
 
 
+def _forward_parameters(model) -> set[str]:
+    import inspect
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(target.forward).parameters)
+
+
+def _last_logits_only(model) -> dict:
+    """A prefill needs no logits (or only the last row's): skipping the vocabulary projection for the other
+    positions saves a fifth of a small model's prefill."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
+
+
 def cache_keyword(model) -> str:
     """The keyword a model's forward (and generate) takes its key/value cache by: transformers 5 renamed
     `past_key_values` to `cache`; models whose forward still names the old one get that. A PEFT wrapper passes
     it through to its base model, whose signature decides."""
-    import inspect
-
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(target.forward).parameters else "past_key_values"
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
 
 
 _MIN_SHARED_TOKENS = 16  # a shorter common start saves less than its own forward costs
@@ -102,7 +112,7 @@ def _generate_with_shared_prefix(
     prefix = torch.tensor([rows[0][:shared]], device=device)
     cache = DynamicCache(config=loaded.model.config)
     keyword = cache_keyword(loaded.model)
-    loaded.model(input_ids=prefix, use_cache=True, **{keyword: cache})
+    loaded.model(input_ids=prefix, use_cache=True, **{keyword: cache}, **_last_logits_only(loaded.model))
     cache.batch_repeat_interleave(len(rows))
     width = max(len(row) for row in rows) - shared
     pad = loaded.tokenizer.pad_token_id
@@ -123,6 +133,166 @@ def _generate_with_shared_prefix(
     ]
 
 
+# Decoding is bound by reading the weights, not by arithmetic, on a CPU: one step for 128 rows costs about
+# what one for 32 does. So rows are prefilled in batches of `batch_size` (little padding among rows of similar
+# length) and then decode together, as many as fit this much key/value cache.
+DECODE_CACHE_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class _CacheShape:
+    """What one full-attention key/value cache layer holds per row and token."""
+
+    layers: int
+    heads: int
+    head_dim: int
+    dtype: torch.dtype
+
+    @property
+    def bytes_per_token(self) -> int:
+        return self.layers * 2 * self.heads * self.head_dim * torch.empty((), dtype=self.dtype).element_size()
+
+
+def _cache_shape(model) -> _CacheShape | None:
+    """The shape of a static cache for this model; None where its cache is not a stack of plain full-attention
+    layers (sliding windows, recurrent or mixed layers keep the one-batch path, which needs no such layout)."""
+    from transformers import StaticCache
+    from transformers.cache_utils import StaticLayer
+
+    try:
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        probe = StaticCache(config=model.config, max_cache_len=2)
+        shape = _CacheShape(
+            layers=config.num_hidden_layers,
+            heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+            head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+            dtype=next(p.dtype for p in model.parameters() if p.is_floating_point()),
+        )
+    except (AttributeError, TypeError, ValueError, StopIteration):
+        return None
+    if len(probe.layers) != shape.layers or any(type(layer) is not StaticLayer for layer in probe.layers):
+        return None
+    return shape
+
+
+def _decode_groups(lengths: list[int], batch_size: int, max_new_tokens: int, kv_bytes: int | None) -> list[range]:
+    """Consecutive runs of the length-sorted rows that decode together: whole prefill batches, as many as the
+    cache budget holds (every row is padded to the group's longest prompt plus the reply)."""
+    if kv_bytes is None:
+        return [range(start, min(start + batch_size, len(lengths))) for start in range(0, len(lengths), batch_size)]
+    groups: list[range] = []
+    start = 0
+    while start < len(lengths):
+        end = min(start + batch_size, len(lengths))
+        while end < len(lengths):
+            grown = min(end + batch_size, len(lengths))
+            if (grown - start) * (lengths[grown - 1] + max_new_tokens) * kv_bytes > DECODE_CACHE_BYTES:
+                break
+            end = grown
+        groups.append(range(start, end))
+        start = end
+    return groups
+
+
+def _prefill_into(loaded: LoadedModel, cache, rows: list[list[int]], shared: int, width: int, batch_size: int):
+    """Fill a static cache with every token but each row's last: the shared start once, then each batch of rows
+    on its own padded width, written right-aligned so all rows end in the same column."""
+    from transformers import DynamicCache
+
+    model, device = loaded.model, loaded.device
+    keyword = cache_keyword(model)
+    extra = _last_logits_only(model)
+    pad = loaded.tokenizer.pad_token_id
+    end = shared + width - 1  # the column after every row's second-to-last token
+    prefix = DynamicCache(config=model.config)
+    if shared:
+        model(input_ids=torch.tensor([rows[0][:shared]], device=device), use_cache=True, **{keyword: prefix}, **extra)
+    for start in range(0, len(rows), batch_size):
+        chunk = [row[shared:-1] for row in rows[start : start + batch_size]]
+        own = max(len(row) for row in chunk)
+        if own == 0:
+            continue
+        input_ids = torch.full((len(chunk), own), pad, dtype=torch.long, device=device)
+        mask = torch.zeros((len(chunk), shared + own), dtype=torch.long, device=device)
+        mask[:, :shared] = 1
+        for index, row in enumerate(chunk):
+            if row:
+                input_ids[index, own - len(row) :] = torch.tensor(row, device=device)
+                mask[index, shared + own - len(row) :] = 1
+        work = DynamicCache(config=model.config)
+        for layer_index, layer in enumerate(prefix.layers if shared else ()):
+            work.update(
+                layer.keys.expand(len(chunk), -1, -1, -1).contiguous(),
+                layer.values.expand(len(chunk), -1, -1, -1).contiguous(),
+                layer_index,
+            )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **{keyword: work}, **extra
+        )
+        for target, layer in zip(cache.layers, work.layers, strict=True):
+            target.keys[start : start + len(chunk), :, end - own : end] = layer.keys[:, :, shared:]
+            target.values[start : start + len(chunk), :, end - own : end] = layer.values[:, :, shared:]
+    for target, layer in zip(cache.layers, prefix.layers if shared else (), strict=False):
+        target.keys[:, :, :shared] = layer.keys
+        target.values[:, :, :shared] = layer.values
+
+
+def _generate_group(
+    loaded: LoadedModel, rows: list[list[int]], settings: GenerationSettings, batch_size: int, shape: _CacheShape
+) -> list[str]:
+    """Generate for rows sorted by length: prefilled batch by batch into one static cache, decoded as one batch.
+    The layout is [shared start | left padding | own tokens]; positions come from the attention mask, so every
+    token sits where it would in a one-row forward."""
+    from transformers import StaticCache
+
+    model, device = loaded.model, loaded.device
+    shared = shared_prefix_length(rows)
+    shared = shared if shared >= _MIN_SHARED_TOKENS else 0
+    width = max(len(row) for row in rows) - shared
+    cache = StaticCache(config=model.config, max_cache_len=shared + width + settings.max_new_tokens)
+    like = torch.empty((len(rows), shape.heads, 1, shape.head_dim), dtype=shape.dtype, device=device)
+    for layer in cache.layers:
+        layer.lazy_initialization(like, like)
+    _prefill_into(loaded, cache, rows, shared, width, batch_size)
+    for layer in cache.layers:
+        layer.cumulative_length.fill_(shared + width - 1)
+    pad = loaded.tokenizer.pad_token_id
+    input_ids = torch.full((len(rows), shared + width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(input_ids)
+    for index, row in enumerate(rows):
+        input_ids[index, :shared] = torch.tensor(row[:shared], device=device)
+        mask[index, :shared] = 1
+        own = row[shared:]
+        input_ids[index, shared + width - len(own) :] = torch.tensor(own, device=device)
+        mask[index, shared + width - len(own) :] = 1
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=mask,
+        **{cache_keyword(model): cache},
+        **settings.kwargs(loaded.tokenizer),
+        disable_compile=True,  # a compiled graph per group's shape would cost more than it saves
+    )
+    return [
+        loaded.tokenizer.decode(output[index, shared + width :], skip_special_tokens=True).strip()
+        for index in range(len(rows))
+    ]
+
+
+def _generate_batch(loaded: LoadedModel, rows: list[list[int]], texts: list[str], settings: GenerationSettings):
+    """One left-padded batch through `generate` (models whose cache is not plain full attention)."""
+    shared = shared_prefix_length(rows)
+    if shared >= _MIN_SHARED_TOKENS:
+        return _generate_with_shared_prefix(loaded, rows, shared, settings)
+    batch = _encode_batch(loaded, texts)
+    output = loaded.model.generate(**batch, **settings.kwargs(loaded.tokenizer))
+    prompt_length = batch["input_ids"].shape[1]
+    return [
+        loaded.tokenizer.decode(output[row, prompt_length:], skip_special_tokens=True).strip()
+        for row in range(len(rows))
+    ]
+
+
 @torch.inference_mode()
 def generate_texts(
     loaded: LoadedModel,
@@ -133,31 +303,29 @@ def generate_texts(
     raw: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Generate one reply per conversation (or raw prompt), in input order, batched with left padding; a
-    start that a whole batch shares is computed once for it."""
+    """Generate one reply per conversation (or raw prompt), in input order. Prompts are sorted by length and
+    prefilled `batch_size` at a time; a start they share is computed once; rows then decode together as far as
+    `DECODE_CACHE_BYTES` of cache allows."""
     texts = [
         str(item) if raw else render_chat(loaded.tokenizer, item)  # type: ignore[arg-type]
         for item in conversations
     ]
+    special = not _has_template(loaded)
+    tokens = [loaded.tokenizer(text, add_special_tokens=special)["input_ids"] for text in texts]
     # Sorting by length reduces padding; results are put back in input order.
-    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    order = sorted(range(len(texts)), key=lambda index: len(tokens[index]))
+    shape = _cache_shape(loaded.model)
+    kv_bytes = shape.bytes_per_token if shape is not None else None
     replies: list[str] = [""] * len(texts)
     torch.manual_seed(settings.seed)
-    special = not _has_template(loaded)
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        rows = [loaded.tokenizer(texts[i], add_special_tokens=special)["input_ids"] for i in indices]
-        shared = shared_prefix_length(rows)
-        if shared >= _MIN_SHARED_TOKENS:
-            batch_replies = _generate_with_shared_prefix(loaded, rows, shared, settings)
+    lengths = [len(tokens[index]) for index in order]
+    for group in _decode_groups(lengths, batch_size, settings.max_new_tokens, kv_bytes):
+        indices = [order[position] for position in group]
+        rows = [tokens[index] for index in indices]
+        if shape is None or len(indices) <= batch_size:  # one prefill batch: nothing to gather
+            batch_replies = _generate_batch(loaded, rows, [texts[index] for index in indices], settings)
         else:
-            batch = _encode_batch(loaded, [texts[index] for index in indices])
-            output = loaded.model.generate(**batch, **settings.kwargs(loaded.tokenizer))
-            prompt_length = batch["input_ids"].shape[1]
-            batch_replies = [
-                loaded.tokenizer.decode(output[row, prompt_length:], skip_special_tokens=True).strip()
-                for row in range(len(indices))
-            ]
+            batch_replies = _generate_group(loaded, rows, settings, batch_size, shape)
         for index, reply in zip(indices, batch_replies, strict=True):
             replies[index] = reply
         if on_batch:

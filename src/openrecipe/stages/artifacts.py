@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from openrecipe.config.references import SAFE_NAME_PATTERN, FullWeightsModelReference
-from openrecipe.export.gguf_types import GGUF_TYPES, gguf_type
+from openrecipe.export.gguf_types import DEFAULT_CALIBRATION_TOKENS, GGUF_TYPES, gguf_type
 from openrecipe.merge.mergekit_merge import MergeSettings
 from openrecipe.models.materialize import materialize
 from openrecipe.provenance.records import artifact_bytes
@@ -79,6 +79,11 @@ class ExportStage(StageConfig):
         description="Text or chat data (files or stage:<id>) for llama.cpp's importance matrix; "
         "use data the model will see, never the text you evaluate on",
     )
+    calibration_tokens: int = Field(
+        DEFAULT_CALIBRATION_TOKENS,
+        ge=256,
+        description="At most this many calibration tokens, texts taken evenly across the calibration data",
+    )
 
     @field_validator("gguf")
     @classmethod
@@ -112,6 +117,7 @@ def run_export(context: StageContext, config: ExportStage) -> StageResult:
         config.gguf,
         name=config.name or context.recipe_name or context.run_dir.name,
         calibration_records=records,
+        calibration_tokens=config.calibration_tokens,
         system_prompt=system,
         modelfile=config.modelfile,
     )

@@ -231,7 +231,8 @@ def test_llama_cpp_predicts_like_transformers(family_run, qtype, tolerance):
 
 
 def test_generation_sharing_the_system_turn_replies_as_each_prompt_alone(family_run):
-    """Every family's cache and positions work with a common start computed once for the batch."""
+    """Every family's cache and positions work with a common start computed once for the batch, and with rows
+    prefilled one batch at a time into a static cache that then decodes them together."""
     from openrecipe.models import generation
     from openrecipe.models.loading import load_model
 
@@ -247,6 +248,8 @@ def test_generation_sharing_the_system_turn_replies_as_each_prompt_alone(family_
     batched = generation.generate_texts(loaded, prompts, settings, batch_size=3)
     alone = [generation.generate_texts(loaded, [p], settings, batch_size=1)[0] for p in prompts]
     assert batched == alone
+    gathered = generation.generate_texts(loaded, prompts, settings, batch_size=1)  # three prefills, one decode
+    assert gathered == alone
 
 
 def test_an_architecture_the_converter_does_not_know_is_exit_2(tmp_path):
