@@ -74,19 +74,26 @@ def heldout_rows(tokenizer, text: str, *, budget: int, row_tokens: int = 256) ->
     return rows
 
 
-def _measure(loaded, conversations, text_ids, max_new_tokens: int) -> dict[str, Any]:
+def _measure(loaded, conversations, max_new_tokens: int) -> dict[str, Any]:
+    """Greedy replies to every prompt in one batch (as the transformers engine batches concurrent requests), and
+    decode tokens/s at batch 1 on the prompt with the longest reply (prefill included, as for llama.cpp)."""
     from openrecipe.models.generation import GenerationSettings, generate_texts
 
+    settings = GenerationSettings(max_new_tokens=max_new_tokens)
+    replies = generate_texts(loaded, conversations, settings, batch_size=len(conversations))
+    lengths = [len(loaded.tokenizer(reply, add_special_tokens=False)["input_ids"]) + 1 for reply in replies]
+    longest = max(range(len(replies)), key=lengths.__getitem__)
     start = time.perf_counter()
-    replies = generate_texts(loaded, conversations, GenerationSettings(max_new_tokens=max_new_tokens), batch_size=1)
+    alone = generate_texts(loaded, [conversations[longest]], settings, batch_size=1)[0]
     seconds = time.perf_counter() - start
-    tokens = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) + 1 for r in replies)
+    tokens = len(loaded.tokenizer(alone, add_special_tokens=False)["input_ids"]) + 1
     return {"replies": replies, "decode_tokens_per_s": tokens / seconds}
 
 
 def _llama_cpp_replies(path: str, conversations, max_new_tokens: int, log: Path) -> dict[str, Any]:
-    """Greedy replies and decode tokens/s at batch 1 in llama.cpp, the engine `serve --engine llamacpp` runs a
-    GGUF with (its embedded chat template included); what ggml prints while loading goes to `log`."""
+    """Greedy replies at batch 1 in llama.cpp, the engine `serve --engine llamacpp` runs a GGUF with (its
+    embedded chat template included), and decode tokens/s on the longest reply (prefill included); what ggml
+    prints while loading goes to `log`."""
     from openrecipe.models.llamacpp import load_llama_cpp
     from openrecipe.utils.native_output import native_output_to
 
@@ -94,15 +101,15 @@ def _llama_cpp_replies(path: str, conversations, max_new_tokens: int, log: Path)
     with native_output_to(log):
         llama = load_llama_cpp().Llama(model_path=path, n_ctx=1024, verbose=False)
         try:
-            tokens, seconds = 0, 0.0
+            timings = []
             for conversation in conversations:
                 start = time.perf_counter()
                 out = llama.create_chat_completion(messages=conversation, max_tokens=max_new_tokens, temperature=0)
-                seconds += time.perf_counter() - start
-                tokens += out["usage"]["completion_tokens"]
+                timings.append((out["usage"]["completion_tokens"], time.perf_counter() - start))
                 replies.append((out["choices"][0]["message"]["content"] or "").strip())
         finally:
             llama.close()
+    tokens, seconds = max(timings)
     return {"replies": replies, "decode_tokens_per_s": tokens / seconds if seconds else float("nan")}
 
 
@@ -121,7 +128,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     reference = load_model(context.resolve_model(config.reference), dtype="float32")  # with the recipe's template
     text = context.resolve_path(config.heldout).read_text(encoding="utf-8") if config.heldout else ""
     text_ids = heldout_rows(reference.tokenizer, text, budget=config.heldout_tokens)
-    base = _measure(reference, conversations, text_ids, config.max_new_tokens)
+    base = _measure(reference, conversations, config.max_new_tokens)
     base["log_probs"] = token_log_probs(reference, text_ids)
     bf16_bytes = 2 * sum(p.numel() for p in reference.model.parameters())  # tied weights counted once
     del reference
@@ -159,7 +166,7 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
                 engine = "llama.cpp"
             except OpenRecipeError:
                 engine = "transformers (llama.cpp not installed)"
-        measured = measured or _measure(loaded, conversations, text_ids, config.max_new_tokens)
+        measured = measured or _measure(loaded, conversations, config.max_new_tokens)
         measured["log_probs"] = token_log_probs(loaded, text_ids)
         matches = sum(a == b for a, b in zip(measured["replies"], base["replies"], strict=True)) / len(prompts)
         kl_total, nll = 0.0, 0.0
@@ -201,7 +208,8 @@ def run_parity(context: StageContext, config: ParityStage) -> StageResult:
     lines += [
         "",
         f"BF16 = {bf16_bytes / 1e6:.0f} MB: the reference's parameters at 2 bytes each. Exact match and decode "
-        "speed come from the engine that serves each artifact (llama.cpp for GGUF); KL and perplexity from "
+        "speed (batch 1, the prompt with the longest reply, prefill included) come from the engine that serves "
+        "each artifact (llama.cpp for GGUF); KL and perplexity from "
         f"transformers, on the held-out text's first {count} predicted tokens (the eval stage's perplexity "
         "uses all of it, so the two can differ).",
     ]
