@@ -218,7 +218,7 @@ def serving(args, extra: dict):
     binary = llama_server_binary()
     if binary is None:
         sys.exit("llama-server is not built: run `make llama-server`")
-    threads = max(len(os.sched_getaffinity(0)) // 2, 1)
+    threads = args.threads or max(len(os.sched_getaffinity(0)) // 2, 1)
     with running_llama_server(binary, Path(args.model), slots=args.slots, context_length=4096, threads=threads) as base:
         yield base, None
 
@@ -230,6 +230,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--slots", type=int, default=4, help="llamacpp, llama-server: parallel slots")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llamacpp, llama-server: threads per batch (default: half the CPUs)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each compared load, taking turns; medians")
     parser.add_argument(
         "--only", default="concurrency,json,adapters,transformers-cb", help="comma-separated parts to run"
@@ -242,7 +245,7 @@ def main() -> None:
     from openrecipe.cli.quiet import quiet_libraries
 
     quiet_libraries()
-    extra = {"slots": args.slots} if args.engine == "llamacpp" else {"max_batch_size": 8}
+    extra = {"slots": args.slots, "threads": args.threads} if args.engine == "llamacpp" else {"max_batch_size": 8}
     print(machine_line())
     with serving(args, extra) as (base, engine):
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)

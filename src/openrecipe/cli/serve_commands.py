@@ -46,6 +46,9 @@ def serve(
         None, "--context-length", help="llamacpp: context tokens per slot; vllm: max model length."
     ),
     slots: int = typer.Option(1, "--slots", help="llamacpp: requests decoded together in one batch."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="llamacpp: CPU threads per batch (default: half the CPUs)."
+    ),
     adapter: list[str] = typer.Option(
         [], "--adapter", help="NAME=PATH: serve a LoRA adapter as model NAME beside the base (repeat)."
     ),
@@ -91,6 +94,7 @@ def serve(
             "body_timeout_s": body_timeout,
             "context_length": context_length,
             "slots": slots,
+            "threads": threads,
             "adapters": adapters,
             "device": device,
             "dtype": dtype,

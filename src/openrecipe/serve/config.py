@@ -47,6 +47,9 @@ class ServeSettings(StrictModel):
         None, ge=16, description="llamacpp: context tokens per slot (default 4096); vllm: max model length"
     )
     slots: int = Field(1, ge=1, le=64, description="llamacpp: requests decoded together in one shared KV cache")
+    threads: int | None = Field(
+        None, ge=1, description="llamacpp: CPU threads per batch (default: half the CPUs; all of them on an idle box)"
+    )
     adapters: dict[str, str] = Field(
         default_factory=dict, description="transformers, vllm: LoRA adapters served beside the base, by model name"
     )
@@ -60,9 +63,11 @@ class ServeSettings(StrictModel):
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
-    def _adapters_need_a_lora_engine(self) -> ServeSettings:
+    def _engine_specific_options(self) -> ServeSettings:
         if self.adapters and self.engine not in ("transformers", "vllm"):
             raise ValueError("--adapter needs the transformers or vllm engine (or merge the adapter and export it)")
+        if self.threads is not None and self.engine != "llamacpp":
+            raise ValueError("--threads applies to the llamacpp engine (torch's threads: OMP_NUM_THREADS)")
         if self.model_name is not None and self.model_name in self.adapters:
             raise ValueError(f"adapter name {self.model_name!r} is also the base model's name; pick another")
         return self

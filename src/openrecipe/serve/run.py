@@ -35,7 +35,7 @@ def build(settings: ServeSettings):
             adapters=settings.adapters or None,
         )
     elif settings.engine == "llamacpp":
-        options.update(slots=settings.slots)
+        options.update(slots=settings.slots, threads=settings.threads)
         if settings.context_length is not None:
             options.update(context_length=settings.context_length)
     elif settings.engine == "vllm":

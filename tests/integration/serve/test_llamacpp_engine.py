@@ -123,3 +123,18 @@ def test_a_prompt_sharing_a_kept_start_evaluates_only_the_rest_and_replies_the_s
             assert ask(question).choices[0].message.content == first  # the whole prompt kept but its last token
     (_, after_hours), (_, after_shop) = replies
     assert after_hours == after_shop  # what the sequence held before does not leak into the reply
+
+
+def test_threads_reach_the_context_and_other_engines_refuse_them(gguf):
+    from openrecipe.config.loading import validate_config
+    from openrecipe.errors import OpenRecipeError
+    from openrecipe.serve.config import ServeSettings
+
+    settings = {"engine": "llamacpp", "slots": 2, "context_length": 256, "api_key": API_KEY, "threads": 2}
+    with running_server(model=str(gguf), **settings) as (base, engine):
+        assert engine._lib.llama_n_threads(engine._context) == 2
+        assert engine._lib.llama_n_threads_batch(engine._context) == 2
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        assert chat(client).choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(OpenRecipeError, match="--threads applies to the llamacpp engine"):
+        validate_config(ServeSettings, {"model": str(gguf), "engine": "transformers", "threads": 2})
