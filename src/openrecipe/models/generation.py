@@ -100,6 +100,22 @@ def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def _shared_then_left_padded(
+    rows: list[list[int]], shared: int, width: int, pad: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask laid out [shared start | left padding | own tokens], `width` columns after
+    the start; positions taken from the mask's running count put every token where a one-row forward does."""
+    input_ids = torch.full((len(rows), shared + width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(input_ids)
+    mask[:, :shared] = 1
+    for index, row in enumerate(rows):
+        input_ids[index, :shared] = torch.tensor(row[:shared], device=device)
+        own = row[shared:]
+        input_ids[index, shared + width - len(own) :] = torch.tensor(own, dtype=torch.long, device=device)
+        mask[index, shared + width - len(own) :] = 1
+    return input_ids, mask
+
+
 def _generate_with_shared_prefix(
     loaded: LoadedModel, rows: list[list[int]], shared: int, settings: GenerationSettings
 ) -> list[str]:
@@ -115,15 +131,7 @@ def _generate_with_shared_prefix(
     loaded.model(input_ids=prefix, use_cache=True, **{keyword: cache}, **_last_logits_only(loaded.model))
     cache.batch_repeat_interleave(len(rows))
     width = max(len(row) for row in rows) - shared
-    pad = loaded.tokenizer.pad_token_id
-    input_ids = torch.full((len(rows), shared + width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(input_ids)
-    input_ids[:, :shared] = prefix
-    mask[:, :shared] = 1
-    for index, row in enumerate(rows):
-        own = row[shared:]
-        input_ids[index, shared + width - len(own) :] = torch.tensor(own, device=device)
-        mask[index, shared + width - len(own) :] = 1
+    input_ids, mask = _shared_then_left_padded(rows, shared, width, loaded.tokenizer.pad_token_id, device)
     output = loaded.model.generate(
         input_ids=input_ids, attention_mask=mask, **{keyword: cache}, **settings.kwargs(loaded.tokenizer)
     )
@@ -150,7 +158,7 @@ class _CacheShape:
 
     @property
     def bytes_per_token(self) -> int:
-        return self.layers * 2 * self.heads * self.head_dim * torch.empty((), dtype=self.dtype).element_size()
+        return self.layers * 2 * self.heads * self.head_dim * self.dtype.itemsize
 
 
 def _cache_shape(model) -> _CacheShape | None:
@@ -202,23 +210,16 @@ def _prefill_into(loaded: LoadedModel, cache, rows: list[list[int]], shared: int
     model, device = loaded.model, loaded.device
     keyword = cache_keyword(model)
     extra = _last_logits_only(model)
-    pad = loaded.tokenizer.pad_token_id
     end = shared + width - 1  # the column after every row's second-to-last token
     prefix = DynamicCache(config=model.config)
     if shared:
         model(input_ids=torch.tensor([rows[0][:shared]], device=device), use_cache=True, **{keyword: prefix}, **extra)
     for start in range(0, len(rows), batch_size):
-        chunk = [row[shared:-1] for row in rows[start : start + batch_size]]
-        own = max(len(row) for row in chunk)
+        chunk = [row[:-1] for row in rows[start : start + batch_size]]  # the last tokens decode together
+        own = max(len(row) for row in chunk) - shared
         if own == 0:
             continue
-        input_ids = torch.full((len(chunk), own), pad, dtype=torch.long, device=device)
-        mask = torch.zeros((len(chunk), shared + own), dtype=torch.long, device=device)
-        mask[:, :shared] = 1
-        for index, row in enumerate(chunk):
-            if row:
-                input_ids[index, own - len(row) :] = torch.tensor(row, device=device)
-                mask[index, shared + own - len(row) :] = 1
+        input_ids, mask = _shared_then_left_padded(chunk, shared, own, loaded.tokenizer.pad_token_id, device)
         work = DynamicCache(config=model.config)
         for layer_index, layer in enumerate(prefix.layers if shared else ()):
             work.update(
@@ -228,7 +229,12 @@ def _prefill_into(loaded: LoadedModel, cache, rows: list[list[int]], shared: int
             )
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **{keyword: work}, **extra
+            input_ids=input_ids[:, shared:],
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{keyword: work},
+            **extra,
         )
         for target, layer in zip(cache.layers, work.layers, strict=True):
             target.keys[start : start + len(chunk), :, end - own : end] = layer.keys[:, :, shared:]
@@ -257,15 +263,7 @@ def _generate_group(
     _prefill_into(loaded, cache, rows, shared, width, batch_size)
     for layer in cache.layers:
         layer.cumulative_length.fill_(shared + width - 1)
-    pad = loaded.tokenizer.pad_token_id
-    input_ids = torch.full((len(rows), shared + width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(input_ids)
-    for index, row in enumerate(rows):
-        input_ids[index, :shared] = torch.tensor(row[:shared], device=device)
-        mask[index, :shared] = 1
-        own = row[shared:]
-        input_ids[index, shared + width - len(own) :] = torch.tensor(own, device=device)
-        mask[index, shared + width - len(own) :] = 1
+    input_ids, mask = _shared_then_left_padded(rows, shared, width, loaded.tokenizer.pad_token_id, device)
     output = model.generate(
         input_ids=input_ids,
         attention_mask=mask,

@@ -4,7 +4,7 @@ The GGUF header is bounds-checked before llama.cpp opens the file, so a truncate
 user error, not a crash. One llama.cpp context holds one KV cache the slots share (each request stays
 within the context length; an idle sequence keeps its tokens, and the next request sharing their start
 evaluates only the rest). One thread builds a batch from every running request (a token each, plus the
-next chunk of any new prompt), decodes it in one `llama_decode` call on all cores, and samples each
+next chunk of any new prompt), decodes it in one `llama_decode` call on the engine's threads, and samples each
 request with its own sampler chain. Decoding several requests in one batch costs little more than
 decoding one, which one context per slot (each decoding alone on the shared cores) could not give.
 """
