@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -29,16 +28,20 @@ from openrecipe.errors import OpenRecipeError, RunInterrupted
 EXIT_INTERNAL = 1
 EXIT_USER = 2
 err_console = Console(stderr=True)
+# What click (or the copy of it newer Typer releases carry) prints and exits for itself: usage errors such as
+# an option out of its range are exit 2 with click's own message, not internal errors.
+_CLICK_ERROR = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
+_PASS_THROUGH = (typer.Exit, typer.Abort, _CLICK_ERROR)
 
 
 class ErrorHandlingGroup(TyperGroup):
     """Turns exceptions into exit codes inside click, so Typer's test runner sees the same behaviour."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, typer.Exit, click.ClickException, click.exceptions.Abort):
+        except _PASS_THROUGH:
             raise
         except OpenRecipeError as error:
             if debug:

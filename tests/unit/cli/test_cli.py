@@ -88,6 +88,13 @@ def test_generate_bad_input_line_is_named(tiny_model_dir, tmp_path):
     assert f"{source}:2: invalid JSON" in result.output
 
 
+def test_an_option_out_of_its_range_is_a_usage_error_exit_2(tmp_path):
+    result = runner.invoke(app, ["eval", "default", "--out", str(tmp_path), "--batch-size", "0"])
+    assert result.exit_code == 2
+    assert "--batch-size" in result.output and "greater than or equal to 1" in result.output
+    assert "internal error" not in result.output
+
+
 def test_internal_error_exit_1(monkeypatch):
     from openrecipe.recipe import schema
 
