@@ -9,6 +9,7 @@ file itself through gguf's name table, so every architecture the converter write
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,11 @@ class _Enough(Exception):
 
 def calibration_batches(tokenizer, texts: list[str], *, context: int, max_tokens: int, rows: int = 8):
     """Each text on its own from position 0 (as the model sees a conversation), cut at `context` tokens; when
-    they hold more than `max_tokens`, every k-th text (so each source listed contributes) until `max_tokens`
-    are taken; texts of similar length batched together, right-padded, with their masks."""
+    they hold more than `max_tokens`, every k-th text with k the smallest stride that fits the budget, so the
+    whole list is spanned and each source listed contributes; texts of similar length batched together,
+    right-padded, with their masks."""
     every = [row for text in texts if len(row := tokenizer(text, add_special_tokens=False)["input_ids"][:context]) > 1]
-    stride = max(1, sum(len(row) for row in every) // max_tokens)
+    stride = max(1, math.ceil(sum(len(row) for row in every) / max_tokens))
     ids: list[list[int]] = []
     taken = 0
     for row in every[::stride]:
