@@ -47,7 +47,9 @@ def serve(
     ),
     slots: int = typer.Option(1, "--slots", help="llamacpp: requests decoded together in one batch."),
     threads: int | None = typer.Option(
-        None, "--threads", help="llamacpp: CPU threads per batch (default: half the CPUs)."
+        None,
+        "--threads",
+        help="llamacpp: CPU threads per batch (default: one per physical core, as llama.cpp).",
     ),
     adapter: list[str] = typer.Option(
         [], "--adapter", help="NAME=PATH: serve a LoRA adapter as model NAME beside the base (repeat)."

@@ -48,7 +48,7 @@ class ServeSettings(StrictModel):
     )
     slots: int = Field(1, ge=1, le=64, description="llamacpp: requests decoded together in one shared KV cache")
     threads: int | None = Field(
-        None, ge=1, description="llamacpp: CPU threads per batch (default: half the CPUs; all of them on an idle box)"
+        None, ge=1, description="llamacpp: CPU threads per batch (default: one per physical core, as llama.cpp)"
     )
     adapters: dict[str, str] = Field(
         default_factory=dict, description="transformers, vllm: LoRA adapters served beside the base, by model name"

@@ -95,11 +95,15 @@ def _llama_cpp_replies(path: str, conversations, max_new_tokens: int, log: Path)
     embedded chat template included), and decode tokens/s on the longest reply (prefill included); what ggml
     prints while loading goes to `log`."""
     from openrecipe.models.llamacpp import load_llama_cpp
+    from openrecipe.utils.cpus import physical_cores
     from openrecipe.utils.native_output import native_output_to
 
     replies: list[str] = []
     with native_output_to(log):
-        llama = load_llama_cpp().Llama(model_path=path, n_ctx=1024, verbose=False)
+        threads = physical_cores()  # as many cores as torch uses for the transformers artifacts beside it
+        llama = load_llama_cpp().Llama(
+            model_path=path, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False
+        )
         try:
             timings = []
             for conversation in conversations:

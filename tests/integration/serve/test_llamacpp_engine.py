@@ -138,3 +138,14 @@ def test_threads_reach_the_context_and_other_engines_refuse_them(gguf):
         assert chat(client).choices[0].finish_reason in ("stop", "length")
     with pytest.raises(OpenRecipeError, match="--threads applies to the llamacpp engine"):
         validate_config(ServeSettings, {"model": str(gguf), "engine": "transformers", "threads": 2})
+
+
+def test_default_threads_are_one_per_physical_core(gguf):
+    """llama.cpp's own default: on a machine without SMT every core decodes (the old rule, half the logical
+    CPUs, left one of two cores idle)."""
+    from openrecipe.utils.cpus import physical_cores
+
+    settings = {"engine": "llamacpp", "slots": 1, "context_length": 128, "api_key": API_KEY}
+    with running_server(model=str(gguf), **settings) as (_base, engine):
+        assert engine._lib.llama_n_threads(engine._context) == physical_cores()
+        assert engine._lib.llama_n_threads_batch(engine._context) == physical_cores()
