@@ -4,13 +4,13 @@ constrained replies next to free text; and a mixed-adapter burst (half `nova`, h
 single-adapter one.
 
     .venv/bin/python bench/serve.py --requests 32 --max-tokens 48
-    .venv/bin/python bench/serve.py --engine llamacpp --slots 4 --model runs/acme-assistant/export/model-q8_0.gguf
+    .venv/bin/python bench/serve.py --engine llamacpp --slots 8 --model runs/acme-assistant/export/*-q8_0.gguf
     .venv/bin/python bench/serve.py --engine llama-server --slots 8 --model X.gguf --only concurrency
     .venv/bin/python bench/serve.py --only json,adapters
 
 Compared loads take turns (`--repeats`, default 3) and each reports its median run, in tokens/s and in tokens per
 CPU second of the engine thread, with the requests in flight on average. A load ends with its last replies
-decoding beside fewer and fewer others (the demo prompts' replies run 7 to 48 tokens), so the fewer requests a
+decoding beside fewer and fewer others (replies run from a few tokens to the cap), so the fewer requests a
 load has, the more its figure at concurrency 8 measures that tail rather than 8 in flight: 32 requests by default.
 """
 
@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+# A different question per request, as users send them: a question repeated within a load would find its whole
+# prompt kept from its last turn at concurrency 1 (llama.cpp's slots, our prefix cache), which measures the cache.
 PROMPTS = [
     "What is the capital of France?",
     "Give me a tip for sleeping better.",
@@ -37,6 +39,30 @@ PROMPTS = [
     "What does a thermometer measure?",
     "Write a sentence about the sea.",
     "How many continents are there?",
+    "What is the boiling point of water?",
+    "Suggest a name for a pet cat.",
+    "Why do leaves change color in autumn?",
+    "What is a prime number?",
+    "How does a bicycle stay upright?",
+    "Describe a rainy morning in one sentence.",
+    "What do bees make?",
+    "How far away is the Moon?",
+    "Give me a healthy breakfast idea.",
+    "What is the largest ocean on Earth?",
+    "Why do we need sleep?",
+    "Name a famous painter.",
+    "How do magnets work?",
+    "What is the opposite of cold?",
+    "Write a short greeting for a birthday card.",
+    "What causes thunder?",
+    "How many legs does a spider have?",
+    "What language is spoken in Brazil?",
+    "Give me a tip for learning to cook.",
+    "Why is exercise good for you?",
+    "What is the freezing point of water in Fahrenheit?",
+    "Name two planets in our solar system.",
+    "How do fish breathe underwater?",
+    "What is a good way to save money?",
 ]
 
 
