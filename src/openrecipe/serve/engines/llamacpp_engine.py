@@ -98,8 +98,8 @@ class LlamaCppEngine:
         self.context_length = context_length
         self.vocab_size = self.llama.n_vocab()
         # llama.cpp's own default (llama-server's): a thread per physical core. Measured on 2 idle AVX2 cores
-        # without SMT (bench/serve.py, 32 requests of 48 tokens, 8 slots, q8_0): 1 thread 50.8 / 88.8 tok/s at
-        # concurrency 1 / 8, 2 threads 65.2 / 160.3. Every batch waits on all its threads at each layer, so a
+        # without SMT (bench/serve.py, 32 requests of up to 48 tokens, 8 slots, q8_0): 1 thread 50.8 / 88.8 tok/s
+        # at concurrency 1 / 8, 2 threads 77.6 / 162.5. Every batch waits on all its threads at each layer, so a
         # busy machine is better served by fewer (`--threads`).
         self._context = self._new_context(threads or physical_cores())
         self._memory = self._lib.llama_get_memory(self._context)
