@@ -67,7 +67,7 @@ def _llama_log_to(log_path: Path) -> Iterator[io.StringIO]:
 
     log = logging.getLogger("llama-cpp-python")
     level = log.level
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG)
     buffer = io.StringIO()
     try:
         with native_output_to(log_path), contextlib.redirect_stderr(buffer):

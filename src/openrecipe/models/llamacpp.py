@@ -11,10 +11,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from openrecipe.errors import OpenRecipeError
 
@@ -72,6 +74,33 @@ def _quiet_unless_asked() -> None:
     logger = logging.getLogger("llama-cpp-python")
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.ERROR)
+    _forward_ggml_log_levels()
+
+
+# ggml.h's order: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the previous line). The binding's
+# own callback maps an older order (WARN 2, ERROR 3, DEBUG 4), so llama.cpp's warnings printed as errors — "n_ctx_seq
+# (32768) > n_ctx_train (8192)" on every `serve --slots 8` — and its errors were dropped as debug lines.
+GGML_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_GGML_LOG_CONT = 5
+_log_state: dict[str, Any] = {"last": logging.CRITICAL}
+
+
+def ggml_log_line(level: int, text: bytes) -> None:
+    """Print one ggml log line to stderr when the `llama-cpp-python` logger's level lets it through."""
+    mapped = _log_state["last"] if level == _GGML_LOG_CONT else GGML_LOG_LEVELS.get(level, logging.INFO)
+    _log_state["last"] = mapped
+    if logging.getLogger("llama-cpp-python").level <= mapped:
+        print(text.decode("utf-8", errors="replace"), end="", flush=True, file=sys.stderr)
+
+
+@cache
+def _forward_ggml_log_levels() -> None:
+    """Replace the binding's log callback with one that reads ggml's levels in ggml's order (kept alive here)."""
+    import llama_cpp
+
+    callback = llama_cpp.llama_log_callback(lambda level, text, _user_data: ggml_log_line(level, text))
+    _log_state["callback"] = callback  # ctypes callbacks must outlive every call llama.cpp makes to them
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
 def _score(path: Path) -> int:

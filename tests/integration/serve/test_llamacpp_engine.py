@@ -149,3 +149,14 @@ def test_default_threads_are_one_per_physical_core(gguf):
     with running_server(model=str(gguf), **settings) as (_base, engine):
         assert engine._lib.llama_n_threads(engine._context) == physical_cores()
         assert engine._lib.llama_n_threads_batch(engine._context) == physical_cores()
+
+
+def test_llama_cpp_warnings_stay_quiet(gguf, capfd):
+    """8 slots of 4096 cells is one shared cache longer than the tiny model's training context: llama.cpp warns
+    about it (each request is held to 4096), and the binding's own callback printed that warning as an error."""
+    from openrecipe.serve.engines.llamacpp_engine import LlamaCppEngine
+
+    capfd.readouterr()
+    engine = LlamaCppEngine(str(gguf), model_id="tiny", slots=8, context_length=4096)
+    engine.close()
+    assert "n_ctx_train" not in capfd.readouterr().err
