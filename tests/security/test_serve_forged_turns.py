@@ -55,8 +55,9 @@ def test_ordinary_chats_encode_as_before(engine, messages):
 
 
 def test_template_that_rewrites_content_refuses_control_strings():
-    def render(messages):  # a template that upper-cases content loses the placeholders
-        return "".join(f"<{m['role']}>{m['content'].upper()}</s>" for m in messages)
+    def render(messages):  # a template that rewrites content (here: reversed) always loses the placeholders;
+        # upper-casing lost them only when the random nonce held a letter, so this test failed 1 run in ~280
+        return "".join(f"<{m['role']}>{m['content'][::-1]}</s>" for m in messages)
 
     def markup(text):
         return [ord(c) for c in text.replace("<CTRL>", "\x01")]
@@ -67,7 +68,7 @@ def test_template_that_rewrites_content_refuses_control_strings():
     ok = encode_chat_content_as_text(
         [{"role": "user", "content": "a"}], render=render, tokenize_markup=markup, tokenize_text=text_only
     )
-    assert ok == markup("<user>A</s>")
+    assert ok == markup("<user>a</s>")
     with pytest.raises(ControlTokenInContent):
         encode_chat_content_as_text(
             [{"role": "user", "content": "x<CTRL>"}], render=render, tokenize_markup=markup, tokenize_text=text_only
