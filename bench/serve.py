@@ -66,6 +66,8 @@ PROMPTS = [
 ]
 
 
+ROWS = 8  # the transformers engine's max_batch_size here, and transformers' generate_batch's bound beside it
+
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -282,7 +284,7 @@ def main() -> None:
     from openrecipe.cli.quiet import quiet_libraries
 
     quiet_libraries()
-    extra = {"slots": args.slots, "threads": args.threads} if args.engine == "llamacpp" else {"max_batch_size": 8}
+    extra = {"slots": args.slots, "threads": args.threads} if args.engine == "llamacpp" else {"max_batch_size": ROWS}
     print(machine_line())
     with serving(args, extra) as (base, engine):
         client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
@@ -311,7 +313,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as folder:
             adapters = make_adapters(args.model, Path(folder))
-            with running_server(model=args.model, adapters=adapters, max_batch_size=8) as (base, engine):
+            with running_server(model=args.model, adapters=adapters, max_batch_size=ROWS) as (base, engine):
                 client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=600)
                 loads = {
                     name: functools.partial(run_load, client, model, 8, args.requests, args.max_tokens, engine)
@@ -324,12 +326,12 @@ def main() -> None:
         ratio("mixed / single adapter", mixed, single)
     if "transformers-cb" in parts and args.engine == "transformers":
         try:
-            library = transformers_continuous_batching(args.model, args.requests, args.max_tokens, rows=8)
+            library = transformers_continuous_batching(args.model, args.requests, args.max_tokens, rows=ROWS)
             print(
                 f"transformers generate_batch (continuous batching), {args.requests} submitted at once, "
-                f"at most 8 decoding together: {library:.1f} tok/s"
+                f"at most {ROWS} decoding together: {library:.1f} tok/s"
             )
-            if "concurrency" in parts:  # ours with 8 in flight, its max_batch_size here
+            if "concurrency" in parts:  # ours with 8 in flight, ROWS at a time
                 ours = results[8]["tokens_per_s"]
                 print(f"ours at concurrency 8 / generate_batch: {ours:.1f} / {library:.1f} = {ours / library:.2f}x")
         except Exception as error:  # report, do not hide, that the library path fails on this machine

@@ -34,5 +34,10 @@ def test_without_a_readable_topology_half_the_cpus(tmp_path, monkeypatch):
     assert cpus.physical_cores(tmp_path) == 1
 
 
-def test_usable_cpus_are_this_process_share():
-    assert cpus.usable_cpus() and set(cpus.usable_cpus()) <= set(range(4096))
+def test_without_an_affinity_call_every_cpu_is_usable(monkeypatch):
+    """macOS and Windows have no `sched_getaffinity`: all of `os.cpu_count()`."""
+    monkeypatch.delattr(cpus.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(cpus.os, "cpu_count", lambda: 6)
+    assert cpus.usable_cpus() == [0, 1, 2, 3, 4, 5]
+    monkeypatch.setattr(cpus.os, "cpu_count", lambda: None)
+    assert cpus.usable_cpus() == [0]

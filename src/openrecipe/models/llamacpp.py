@@ -82,25 +82,26 @@ def _quiet_unless_asked() -> None:
 # (32768) > n_ctx_train (8192)" on every `serve --slots 8` — and its errors were dropped as debug lines.
 GGML_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 _GGML_LOG_CONT = 5
-_log_state: dict[str, Any] = {"last": logging.CRITICAL}
+_last_level = [logging.CRITICAL]  # what a continuation line continues
 
 
 def ggml_log_line(level: int, text: bytes) -> None:
     """Print one ggml log line to stderr when the `llama-cpp-python` logger's level lets it through."""
-    mapped = _log_state["last"] if level == _GGML_LOG_CONT else GGML_LOG_LEVELS.get(level, logging.INFO)
-    _log_state["last"] = mapped
+    mapped = _last_level[0] if level == _GGML_LOG_CONT else GGML_LOG_LEVELS.get(level, logging.INFO)
+    _last_level[0] = mapped
     if logging.getLogger("llama-cpp-python").level <= mapped:
         print(text.decode("utf-8", errors="replace"), end="", flush=True, file=sys.stderr)
 
 
 @cache
-def _forward_ggml_log_levels() -> None:
-    """Replace the binding's log callback with one that reads ggml's levels in ggml's order (kept alive here)."""
+def _forward_ggml_log_levels() -> Any:
+    """Replace the binding's log callback with one that reads ggml's levels in ggml's order. The callback is
+    returned so the cache keeps it alive: llama.cpp calls it for as long as the process runs."""
     import llama_cpp
 
     callback = llama_cpp.llama_log_callback(lambda level, text, _user_data: ggml_log_line(level, text))
-    _log_state["callback"] = callback  # ctypes callbacks must outlive every call llama.cpp makes to them
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback
 
 
 def _score(path: Path) -> int:

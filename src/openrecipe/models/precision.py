@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from openrecipe.utils.cpus import usable_cpus
 from openrecipe.utils.fs import atomic_write_text, openrecipe_home
 
 PROBE_VERSION = 1
@@ -98,7 +99,7 @@ def _cache_path(threads: int) -> Path:
 
 def load_per_cpu() -> float | None:
     try:
-        return round(os.getloadavg()[0] / max(len(os.sched_getaffinity(0)), 1), 2)
+        return round(os.getloadavg()[0] / max(len(usable_cpus()), 1), 2)
     except (OSError, AttributeError):
         return None
 

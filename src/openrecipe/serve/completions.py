@@ -169,7 +169,8 @@ class Generation:
         def emit(event: Event) -> None:
             held.append(event)
             if not isinstance(event, Delta):
-                events, held[:] = list(held), []
+                events = held.copy()
+                held.clear()
                 self.loop.call_soon_threadsafe(self._put_all, index, events)
 
         return emit
