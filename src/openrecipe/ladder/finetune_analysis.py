@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from openrecipe.ladder.finetune_config import FinetuneLadderSettings
-from openrecipe.ladder.fit import distinguishable_tau, kendall_tau
+from openrecipe.ladder.fit import distinguishable_tau, drops_per_efold, kendall_tau
 
 MOVES_FACTOR = 2.0  # a best rate that changes by less than this factor "does not move" (the grid steps ~3x)
 
@@ -96,7 +96,7 @@ def _data_laws(settings: FinetuneLadderSettings, best: dict, seed: int) -> list[
             laws.append({"rank": rank, "points": points, "fit": None})
             continue
         rows, losses = np.array(points, dtype=float).T
-        entry = {"rank": rank, "points": points}
+        entry = {"rank": rank, "points": points, **drops_per_efold(rows, losses)}
         entry["fit"] = bootstrap_data_law(rows, losses, resamples=settings.bootstrap, seed=seed)
         if len(points) >= 4:  # the largest fraction predicted from the smaller ones, then compared
             law = fit_data_law(rows[:-1], losses[:-1])
@@ -109,6 +109,42 @@ def _data_laws(settings: FinetuneLadderSettings, best: dict, seed: int) -> list[
             }
         laws.append(entry)
     return laws
+
+
+def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the loss-against-data points say about the law itself: a loss that falls faster with each larger
+    share (seen on the rungs, before any check) is a shape E + B/D^beta cannot take, and the law then
+    predicts too high a loss for more data. None when there is nothing to say (fewer than three shares)."""
+    fitted = [entry for entry in laws if entry.get("fit") is not None]
+    if not fitted:
+        return None
+    accelerating = [entry for entry in fitted if entry["accelerating"]]
+    checks = [(entry["rank"], entry["check"]["error_relative"]) for entry in fitted if "check" in entry]
+    checked = (
+        " (the largest share predicted from the smaller ones: "
+        + ", ".join(f"{100 * error:+.1f}% at rank {rank}" for rank, error in checks)
+        + ")"
+        if checks
+        else ""
+    )
+    if not accelerating:
+        text = (
+            "Data law: at every rank each larger share lowered the held-out loss less per e-fold of rows than the "
+            f"one before, the shape L(D) takes{checked}."
+        )
+    else:
+        drops = "; ".join(
+            f"rank {entry['rank']}: " + ", ".join(f"{drop:.3f}" for drop in entry["drops_per_efold"])
+            for entry in accelerating
+        )
+        text = (
+            f"Data law: at {len(accelerating)} of {len(fitted)} ranks a larger share lowered the held-out loss more "
+            f"per e-fold of rows than the one before ({drops}). The rungs are still early in training (every rung "
+            "trains the same epochs, so a larger share is also more steps), where L(D), whose drops shrink with "
+            f"data, cannot follow: expect it to predict too high a loss for more data{checked}. Rungs trained until "
+            "their held-out loss stops falling (more epochs) are the fix."
+        )
+    return {"accelerating_ranks": [entry["rank"] for entry in accelerating], "checks": dict(checks), "text": text}
 
 
 def transfer(rungs: list[tuple[str, dict[float, float]]], rates: list[float], band: float | None) -> dict[str, Any]:
@@ -254,8 +290,17 @@ def analyse(
         for f in settings.fractions
     }
     said = verdicts(settings, best, full_best, band)
+    laws = _data_laws(settings, best, seed)
+    data_law = data_law_verdict(laws)
+    if data_law is not None:
+        said["data_law"] = data_law
     headline = " ".join(
-        [said["rank"]["text"], said["data"]["text"], said.get("lora_vs_full", {}).get("text", "")]
+        [
+            said["rank"]["text"],
+            said["data"]["text"],
+            said.get("lora_vs_full", {}).get("text", ""),
+            said.get("data_law", {}).get("text", ""),
+        ]
     ).strip()
     return {
         "kind": "finetune",
@@ -265,7 +310,7 @@ def analyse(
         "noise": {"runs": noise, "seed_std": seed_std, "band": band},
         "best": [{"fraction": f, "rank": r, **b} for (f, r), b in best.items()],
         "full_best": [{"fraction": f, **b} for f, b in full_best.items()],
-        "data_laws": _data_laws(settings, best, seed),
+        "data_laws": laws,
         "transfer": {"across_data": transfer_data, "across_rank": transfer_rank},
         "verdicts": said,
         "headline": headline,

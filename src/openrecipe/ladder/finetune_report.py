@@ -129,6 +129,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"- {verdicts['lora_vs_full']['text']}")
     if "edges" in verdicts:
         lines.append(f"- {verdicts['edges']}")
+    if "data_law" in verdicts:
+        lines.append(f"- {verdicts['data_law']['text']}")
     lines += [
         f"- Seed noise: std {_fmt(noise['seed_std'])} of a held-out loss ({len(noise['runs'])} extra seed(s) of "
         f"the best run at the largest fraction); a difference below {_fmt(noise['band'])} is not distinguishable.",
@@ -150,13 +152,14 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Loss against data: L(D) = E + B/D^beta (D = training rows, each rung at its best rate)",
         "",
-        "| rank | E | B | beta | rms error | largest fraction from the smaller ones: predicted / actual |",
-        "|---|---|---|---|---|---|",
+        "| rank | E | B | beta | rms error | loss drop per e-fold of rows, share to share | largest fraction from "
+        "the smaller ones: predicted / actual |",
+        "|---|---|---|---|---|---|---|",
     ]
     for entry in result["data_laws"]:
         fit = entry["fit"]
         if fit is None:
-            lines.append(f"| {entry['rank']} | - | - | - | - | too few finite points |")
+            lines.append(f"| {entry['rank']} | - | - | - | - | - | too few finite points |")
             continue
         cells = [f"{fit['law'][k]:.4g} {_interval(fit['intervals'][k])}" for k in ("E", "B", "beta")]
         check = entry.get("check")
@@ -165,7 +168,12 @@ def markdown(result: dict[str, Any]) -> str:
             if check
             else "-"
         )
-        lines.append(f"| {entry['rank']} | {' | '.join(cells)} | {100 * fit['rms_relative_error']:.2f}% | {checked} |")
+        drops = ", ".join(f"{drop:.3f}" for drop in entry["drops_per_efold"]) + (
+            " (growing)" if entry["accelerating"] else ""
+        )
+        lines.append(
+            f"| {entry['rank']} | {' | '.join(cells)} | {100 * fit['rms_relative_error']:.2f}% | {drops} | {checked} |"
+        )
     lines += [
         "",
         "Intervals: 2.5–97.5 percentiles over bootstrap refits on resampled points; none with three points "

@@ -139,11 +139,16 @@ def data_curvature(params: np.ndarray, tokens: np.ndarray, losses: np.ndarray) -
     for n in sorted(set(params.tolist())):
         at = params == n
         order = np.argsort(tokens[at])
-        d, loss = tokens[at][order], losses[at][order]
-        drops = [float((loss[i] - loss[i + 1]) / math.log(d[i + 1] / d[i])) for i in range(len(d) - 1)]
-        accelerating = any(later > earlier for earlier, later in itertools.pairwise(drops))
-        sizes.append({"params": n, "drops_per_efold": drops, "accelerating": accelerating})
+        sizes.append({"params": n, **drops_per_efold(tokens[at][order], losses[at][order])})
     return {"sizes": sizes, "accelerating": sum(s["accelerating"] for s in sizes)}
+
+
+def drops_per_efold(data: np.ndarray, losses: np.ndarray) -> dict[str, Any]:
+    """Loss drop per e-fold of data between successive points (data increasing), and whether any drop is
+    larger than the one before it: a shape E + B/D^beta, whose drops shrink with data, cannot follow."""
+    drops = [float((losses[i] - losses[i + 1]) / math.log(data[i + 1] / data[i])) for i in range(len(data) - 1)]
+    accelerating = any(later > earlier for earlier, later in itertools.pairwise(drops))
+    return {"drops_per_efold": drops, "accelerating": accelerating}
 
 
 def _summary(errors: list[float]) -> dict[str, float | None]:

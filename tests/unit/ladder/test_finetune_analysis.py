@@ -52,17 +52,14 @@ def test_data_law_recovers_known_coefficients():
         assert law[key] == pytest.approx(value, rel=1e-3)
 
 
-def _runs(best_of):
-    """A grid whose best rate at each (fraction, rank) is best_of(fraction, rank)."""
+def _runs(best_of, fractions=FT["fractions"], data_loss=lambda rows: 1 + 0.5 / rows**0.5):
+    """A grid whose best rate at each (fraction, rank) is best_of(fraction, rank), and whose loss at that rate
+    is data_loss(rows) with 100 training rows in all."""
     runs = []
-    for fraction in FT["fractions"]:
+    for fraction in fractions:
         for rank in FT["ranks"]:
             for lr in FT["learning_rates"]:
-                loss = (
-                    1
-                    + 0.5 / (100 * fraction) ** 0.5
-                    + 0.1 * (math.log10(lr) - math.log10(best_of(fraction, rank))) ** 2
-                )
+                loss = data_loss(100 * fraction) + 0.1 * (math.log10(lr) - math.log10(best_of(fraction, rank))) ** 2
                 runs.append(
                     {
                         "fraction": fraction,
@@ -98,6 +95,28 @@ def test_verdicts_say_whether_the_best_rate_moves():
     assert law["fit"]["law"]["beta"] == pytest.approx(0.5, rel=0.05)
 
 
+def test_a_loss_falling_faster_with_data_is_called_out_before_the_law_is_trusted():
+    fractions = [0.125, 0.25, 0.5, 1.0]
+    settings = FinetuneLadderSettings(**{**FT, "fractions": fractions}, bootstrap=10)
+    noise = [{"eval_loss": 1.001, "reference": 1.0}]
+    # the shape L(D) takes: each doubling of the rows lowers the loss less than the one before
+    steady = analyse(settings, _runs(lambda f, r: 1e-3, fractions), noise, 2.0, seed=0)
+    said = steady["verdicts"]["data_law"]
+    assert said["accelerating_ranks"] == [] and "less per e-fold" in said["text"]
+    assert all(abs(error) < 0.01 for error in said["checks"].values())
+    # early in training: each doubling lowers it more (0.05, 0.1, 0.3; 12, 25, 50, 100 rows), which no
+    # E + B/D^beta can follow
+    early = dict(zip([12.5, 25.0, 50.0, 100.0], [1.6, 1.55, 1.45, 1.15], strict=True))
+    falling = analyse(settings, _runs(lambda f, r: 1e-3, fractions, data_loss=early.__getitem__), noise, 2.0, seed=0)
+    law = next(entry for entry in falling["data_laws"] if entry["rank"] == 4)
+    assert law["accelerating"] and law["drops_per_efold"] == pytest.approx(
+        [0.05 / math.log(25 / 12), 0.1 / math.log(2), 0.3 / math.log(2)]
+    )
+    said = falling["verdicts"]["data_law"]
+    assert said["accelerating_ranks"] == [4, 16] and said["checks"][4] > 0.1  # predicted too high
+    assert "too high a loss" in said["text"] and "more epochs" in said["text"] and said["text"] in falling["headline"]
+
+
 def test_report_states_the_findings(tmp_path):
     from openrecipe.ladder.finetune_report import write_report
 
@@ -110,4 +129,5 @@ def test_report_states_the_findings(tmp_path):
     write_report(result, tmp_path)
     text = (tmp_path / "ladder.md").read_text()
     assert "does not move with rank" in text and "~10x" in text and "| f0.25 | 0.001 |" in text
+    assert "Data law: at every rank" in text and "| loss drop per e-fold of rows" in text
     assert (tmp_path / "ladder.html").read_text().count("<img") == 2
