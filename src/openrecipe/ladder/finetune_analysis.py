@@ -112,9 +112,9 @@ def _data_laws(settings: FinetuneLadderSettings, best: dict, seed: int) -> list[
 
 
 def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """What the loss-against-data points say about the law itself: a loss that falls faster with each larger
-    share (seen on the rungs, before any check) is a shape E + B/D^beta cannot take, and the law then
-    predicts too high a loss for more data. None when there is nothing to say (fewer than three shares)."""
+    """What the loss-against-data points say about the law itself: a loss that does not fall with more data,
+    or falls faster with each larger share, is a shape E + B/D^beta cannot take (the latter makes the law
+    predict too high a loss for more data). None when there is nothing to say (fewer than three shares)."""
     fitted = [entry for entry in laws if entry.get("fit") is not None]
     if not fitted:
         return None
@@ -127,7 +127,17 @@ def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
         if checks
         else ""
     )
-    if not accelerating:
+    flat = [entry for entry in fitted if min(entry["drops_per_efold"]) <= 0]
+    if flat:
+        drops = "; ".join(
+            f"rank {entry['rank']}: " + ", ".join(f"{drop:.3f}" for drop in entry["drops_per_efold"]) for entry in flat
+        )
+        text = (
+            f"Data law: at {len(flat)} of {len(fitted)} ranks a larger share did not lower the held-out loss (drops "
+            f"per e-fold of rows: {drops}), so L(D), which falls with data, does not describe these rungs{checked}. "
+            "Differences within the seed noise, or shares whose rows differ in kind, can cause it."
+        )
+    elif not accelerating:
         text = (
             "Data law: at every rank each larger share lowered the held-out loss less per e-fold of rows than the "
             f"one before, the shape L(D) takes{checked}."

@@ -115,6 +115,10 @@ def test_a_loss_falling_faster_with_data_is_called_out_before_the_law_is_trusted
     said = falling["verdicts"]["data_law"]
     assert said["accelerating_ranks"] == [4, 16] and said["checks"][4] > 0.1  # predicted too high
     assert "too high a loss" in said["text"] and "more epochs" in said["text"] and said["text"] in falling["headline"]
+    # more rows, a higher loss: the law does not apply, and the verdict does not say "lowered less"
+    rising = dict(zip([12.5, 25.0, 50.0, 100.0], [1.6, 1.5, 1.52, 1.45], strict=True))
+    odd = analyse(settings, _runs(lambda f, r: 1e-3, fractions, data_loss=rising.__getitem__), noise, 2.0, seed=0)
+    assert "did not lower the held-out loss" in odd["verdicts"]["data_law"]["text"]
 
 
 def test_report_states_the_findings(tmp_path):
