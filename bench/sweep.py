@@ -5,9 +5,11 @@ the default model's tokenizer) with 1 and then 2 workers, and prints trials per 
 trial's time goes: training itself, the rest of the run (loading, tokenizing, saving), and the sweep's
 own bookkeeping (process start, imports, study storage).
 Part 2 prints the demo ladder's prediction errors from its ladder.json (run the demo first:
-`openrecipe ladder recipes/ladder-demo.yaml --out ladders/demo`).
+`openrecipe ladder recipes/ladder-demo.yaml --out ladders/demo`), and a fine-tuning ladder's check of
+L(D) on its largest share when given one.
 
     .venv/bin/python bench/sweep.py --trials 4 --ladder ladders/demo
+    .venv/bin/python bench/sweep.py --trials 0 --ladder ladders/demo --ladder ladders/finetune
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ def ladder_table(folder: Path) -> None:
         print(f"\n(no {path}: run `openrecipe ladder recipes/ladder-demo.yaml --out {folder}` first)")
         return
     result = json.loads(path.read_text())
+    if result.get("kind") == "finetune":
+        finetune_ladder_table(result)
+        return
     prediction, check, budget = result["prediction"], result["check"], result["budget"]
     print("\n| quantity | predicted | actual | error | goal |")
     print("|---|---|---|---|---|")
@@ -127,6 +132,27 @@ def ladder_table(folder: Path) -> None:
         )
 
 
+def finetune_ladder_table(result: dict) -> None:
+    """A fine-tuning ladder's L(D) check per rank: the largest share predicted from the smaller ones."""
+    print("\n| rank | largest share: predicted | actual | error | loss drop per e-fold of rows |")
+    print("|---|---|---|---|---|")
+    for law in result["data_laws"]:
+        check = law.get("check")
+        if check is None:
+            print(f"| {law['rank']} | - | - | - (needs 4 shares) | - |")
+            continue
+        drops = ", ".join(f"{drop:.3f}" for drop in law["drops_per_efold"])
+        print(
+            f"| {law['rank']} | {check['predicted']:.4f} | {check['actual']:.4f} | "
+            f"{100 * check['error_relative']:+.2f}% | {drops}{' (growing)' if law['accelerating'] else ''} |"
+        )
+    if "data_law" in result["verdicts"]:
+        print(f"\n{result['verdicts']['data_law']['text']}")
+    from openrecipe.ladder.finetune_report import budget_line
+
+    print(budget_line(result["budget"]))
+
+
 def machine() -> str:
     """CPU flags that matter for fp32/bf16 matmuls, and the load average: every figure here depends on them."""
     import os
@@ -144,20 +170,27 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--ladder", type=Path, default=Path("ladders/demo"))
+    parser.add_argument("--trials", type=int, default=4, help="per sweep; 0 skips the sweeps (part 1)")
+    parser.add_argument(
+        "--ladder",
+        type=Path,
+        action="append",
+        help="a finished ladder's folder, pretraining or fine-tuning (repeatable; default ladders/demo)",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory() as folder:
-        recipe = build(Path(folder))
-        rows = [sweep(recipe, workers, args.trials) for workers in (1, 2)]
-    columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in columns) + " |")
-    print(f"machine after the sweeps: {machine()}")
-    ladder_table(args.ladder)
+    if args.trials > 0:
+        with tempfile.TemporaryDirectory() as folder:
+            recipe = build(Path(folder))
+            rows = [sweep(recipe, workers, args.trials) for workers in (1, 2)]
+        columns = list(rows[0])
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for row in rows:
+            print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+        print(f"machine after the sweeps: {machine()}")
+    for folder in args.ladder or [Path("ladders/demo")]:
+        ladder_table(folder)
 
 
 if __name__ == "__main__":

@@ -241,9 +241,9 @@ def run_one(recipe, stage, prepared: Prepared, spec: FinetuneRun, settings, ladd
     if done.is_file():
         previous = json.loads(done.read_text())
         if previous.get("spec") == spec.as_dict():
-            return previous
+            return {**previous, "reused": True}
     refs, rows = write_fraction(prepared, spec.fraction, ladder_dir)
-    started = time.perf_counter()
+    started, cpu_start = time.perf_counter(), _cpu_seconds()
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "ladder-run.log", "w") as log:  # the stage's chatter stays off the terminal
         report = run_recipe(
@@ -268,6 +268,7 @@ def run_one(recipe, stage, prepared: Prepared, spec: FinetuneRun, settings, ladd
         "eval_loss": loss if np.isfinite(loss) else float("inf"),
         "train_seconds": metrics.get("train_seconds"),
         "seconds": round(time.perf_counter() - started, 3),
+        "cpu_seconds": round(_cpu_seconds() - cpu_start, 3),  # this process's threads: the run is in-process
     }
     atomic_write_json(done, result)
     return result
@@ -330,16 +331,25 @@ def run_finetune_ladder(
         "heldout_examples": len(prepared.heldout_examples),
     }
     result["model"] = prepared.model_location
-    result["budget"] = {
-        "runs": len(runs) + len(noise),
-        "total_seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds": round(_cpu_seconds() - cpu_start, 1),
-        "run_seconds": round(sum(r["seconds"] for r in runs + noise), 1),
-        "train_seconds": round(sum(r["train_seconds"] or 0 for r in runs + noise), 1),
-    }
+    result["budget"] = _budget(runs + noise, time.perf_counter() - started, _cpu_seconds() - cpu_start)
     atomic_write_json(ladder_dir / "ladder.json", result)
     write_report(result, ladder_dir)
     return result
+
+
+def _budget(runs: list[dict[str, Any]], wall: float, cpu: float) -> dict[str, Any]:
+    """What the runs cost when they ran (also those reused from an earlier invocation), and what this
+    invocation cost (preparation, scoring the base model, the runs it did not reuse)."""
+    cpu_known = all(r.get("cpu_seconds") is not None for r in runs)
+    return {
+        "runs": len(runs),
+        "reused_runs": sum(1 for r in runs if r.get("reused")),
+        "run_seconds": round(sum(r["seconds"] for r in runs), 1),
+        "run_cpu_seconds": round(sum(r["cpu_seconds"] for r in runs), 1) if cpu_known else None,
+        "train_seconds": round(sum(r["train_seconds"] or 0 for r in runs), 1),
+        "total_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+    }
 
 
 def _noise(recipe, stage, prepared, settings, ladder_dir, runs, console) -> list[dict[str, Any]]:

@@ -185,10 +185,22 @@ def markdown(result: dict[str, Any]) -> str:
         *_transfer_lines("across ranks, per data fraction", result["transfer"]["across_rank"]),
         "## Budget",
         "",
-        f"{budget['runs']} runs; {budget['total_seconds']:.0f} s in all ({budget['train_seconds']:.0f} s of "
-        f"training), {budget['cpu_seconds']:.0f} CPU seconds",
+        budget_line(budget),
     ]
     return "\n".join(lines) + "\n"
+
+
+def budget_line(budget: dict[str, Any]) -> str:
+    reused = budget.get("reused_runs", 0)
+    run_cpu = budget.get("run_cpu_seconds")
+    return (
+        f"{budget['runs']} runs"
+        + (f" ({reused} reused from an earlier invocation)" if reused else "")
+        + f": {budget['run_seconds']:.0f} s of runs ({budget['train_seconds']:.0f} s of training"
+        + (f", {run_cpu:.0f} CPU seconds" if run_cpu is not None else "")
+        + f"); this invocation {budget['total_seconds']:.0f} s, {budget['cpu_seconds']:.0f} CPU seconds, with the "
+        "preparation and the base model's score"
+    )
 
 
 def _interval(interval: list[float] | None) -> str:
