@@ -121,9 +121,11 @@ def ladder_table(folder: Path) -> None:
         f"counted in the ladder's compute: {budget.get('counted', 'sweep, budget and noise runs')}; not counted: "
         f"{budget.get('not_counted', 'the check')}"
     )
+    from openrecipe.ladder.report import whole_ladder_line
+
     print(
-        f"whole ladder with the check: {budget['total_seconds']:.0f} s wall "
-        f"(ladder runs {budget['ladder_seconds']:.0f} s, check runs {budget['check_seconds']:.0f} s of training)"
+        f"{whole_ladder_line(budget)}; ladder runs {budget['ladder_seconds']:.0f} s, check runs "
+        f"{budget['check_seconds']:.0f} s"
     )
     if budget.get("ladder_cpu_seconds") is not None and budget.get("check_cpu_seconds") is not None:
         print(

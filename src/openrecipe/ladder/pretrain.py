@@ -73,7 +73,7 @@ def train_rung(
     if result_path.is_file():
         cached = json.loads(result_path.read_text())
         if cached.get("train_settings") == settings:  # the same run: reuse it
-            return cached
+            return {**cached, "reused": True}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -130,8 +130,8 @@ def markdown(result: dict[str, Any]) -> str:
         "## Budget",
         "",
         f"ladder compute: {100 * budget['fraction_flops']:.1f}% of the predicted rung's FLOPs "
-        f"({100 * budget['fraction_seconds']:.1f}% of its seconds); whole ladder with the check: "
-        f"{budget['total_seconds']:.0f} s"
+        f"({100 * budget['fraction_seconds']:.1f}% of its seconds); "
+        + whole_ladder_line(budget)
         + (
             f" (CPU time of the rungs: ladder {budget['ladder_cpu_seconds']:.0f} s, "
             f"check {budget['check_cpu_seconds']:.0f} s)"
@@ -170,6 +170,18 @@ def markdown(result: dict[str, Any]) -> str:
         "goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in result["goals"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def whole_ladder_line(budget: dict[str, Any]) -> str:
+    """The invocation's wall time, and when it reused finished runs, what those runs took when they ran."""
+    reused = budget.get("reused_runs", 0)
+    line = f"whole ladder with the check: {budget['total_seconds']:.0f} s"
+    if reused:
+        line += (
+            f" in this invocation, which reused {reused} of {budget['runs']} runs from an earlier one (the runs' "
+            f"own time: ladder {budget['ladder_seconds']:.0f} s, check {budget['check_seconds']:.0f} s)"
+        )
+    return line
 
 
 def _curvature_line(curvature: dict[str, Any] | None) -> str:

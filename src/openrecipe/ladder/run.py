@@ -346,7 +346,9 @@ def _assemble(settings, corpus, sweep, points, noise, prediction, check, seconds
             "check_seconds": sum(r["seconds"] for r in check["runs"]),
             "ladder_cpu_seconds": _cpu_seconds(ladder_runs),
             "check_cpu_seconds": _cpu_seconds(check["runs"]),
-            "total_seconds": seconds,
+            "runs": len(ladder_runs) + len(check["runs"]),
+            "reused_runs": sum(1 for r in ladder_runs + check["runs"] if r.get("reused")),
+            "total_seconds": seconds,  # this invocation; the runs' own times are above
         },
         "goals": goals,
         "headline": headline,

@@ -77,6 +77,9 @@ def test_tiny_ladder_predicts_then_checks(tmp_path):
     # Re-running reuses every finished rung and gives the same fitted coefficients (same seed).
     again = run_ladder(_recipe(tmp_path, TINY), [], out)
     assert again["prediction"]["fit"]["law"] == result["prediction"]["fit"]["law"]
+    assert result["budget"]["reused_runs"] == 0 and again["budget"]["reused_runs"] == again["budget"]["runs"] > 0
+    assert again["budget"]["ladder_seconds"] == result["budget"]["ladder_seconds"]  # what the runs took, not the re-run
+    assert f"which reused {again['budget']['runs']} of" in (out / "ladder.md").read_text()
     _publish_the_ladder(out, tmp_path / "bundle", result)
 
 
