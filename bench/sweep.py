@@ -136,6 +136,9 @@ def ladder_table(folder: Path) -> None:
 
 def finetune_ladder_table(result: dict) -> None:
     """A fine-tuning ladder's L(D) check per rank: the largest share predicted from the smaller ones."""
+    from openrecipe.ladder.finetune_analysis import drops_text
+    from openrecipe.ladder.finetune_report import budget_line
+
     print("\n| rank | largest share: predicted | actual | error | loss drop per e-fold of rows |")
     print("|---|---|---|---|---|")
     for law in result["data_laws"]:
@@ -143,15 +146,12 @@ def finetune_ladder_table(result: dict) -> None:
         if check is None:
             print(f"| {law['rank']} | - | - | - (needs 4 shares) | - |")
             continue
-        drops = ", ".join(f"{drop:.3f}" for drop in law["drops_per_efold"])
         print(
             f"| {law['rank']} | {check['predicted']:.4f} | {check['actual']:.4f} | "
-            f"{100 * check['error_relative']:+.2f}% | {drops}{' (growing)' if law['accelerating'] else ''} |"
+            f"{100 * check['error_relative']:+.2f}% | {drops_text(law)} |"
         )
     if "data_law" in result["verdicts"]:
         print(f"\n{result['verdicts']['data_law']['text']}")
-    from openrecipe.ladder.finetune_report import budget_line
-
     print(budget_line(result["budget"]))
 
 

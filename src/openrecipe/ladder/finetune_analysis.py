@@ -129,12 +129,10 @@ def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
     )
     flat = [entry for entry in fitted if min(entry["drops_per_efold"]) <= 0]
     if flat:
-        drops = "; ".join(
-            f"rank {entry['rank']}: " + ", ".join(f"{drop:.3f}" for drop in entry["drops_per_efold"]) for entry in flat
-        )
         text = (
             f"Data law: at {len(flat)} of {len(fitted)} ranks a larger share did not lower the held-out loss (drops "
-            f"per e-fold of rows: {drops}), so L(D), which falls with data, does not describe these rungs{checked}. "
+            f"per e-fold of rows: {_drops_by_rank(flat)}), so L(D), which falls with data, does not describe these "
+            f"rungs{checked}. "
             "Differences within the seed noise, or shares whose rows differ in kind, can cause it."
         )
     elif not accelerating:
@@ -143,18 +141,25 @@ def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
             f"one before, the shape L(D) takes{checked}."
         )
     else:
-        drops = "; ".join(
-            f"rank {entry['rank']}: " + ", ".join(f"{drop:.3f}" for drop in entry["drops_per_efold"])
-            for entry in accelerating
-        )
         text = (
             f"Data law: at {len(accelerating)} of {len(fitted)} ranks a larger share lowered the held-out loss more "
-            f"per e-fold of rows than the one before ({drops}). The rungs are still early in training (every rung "
+            f"per e-fold of rows than the one before ({_drops_by_rank(accelerating)}). The rungs are still early in "
+            "training (every rung "
             "trains the same epochs, so a larger share is also more steps), where L(D), whose drops shrink with "
             f"data, cannot follow: expect it to predict too high a loss for more data{checked}. Rungs trained until "
             "their held-out loss stops falling (more epochs) are the fix."
         )
     return {"accelerating_ranks": [entry["rank"] for entry in accelerating], "checks": dict(checks), "text": text}
+
+
+def drops_text(law: dict[str, Any], *, mark_growing: bool = True) -> str:
+    """A rank's loss drops per e-fold of rows, share to share, as the report and the bench print them."""
+    numbers = ", ".join(f"{drop:.3f}" for drop in law["drops_per_efold"])
+    return numbers + (" (growing)" if mark_growing and law["accelerating"] else "")
+
+
+def _drops_by_rank(laws: list[dict[str, Any]]) -> str:
+    return "; ".join(f"rank {law['rank']}: {drops_text(law, mark_growing=False)}" for law in laws)
 
 
 def transfer(rungs: list[tuple[str, dict[float, float]]], rates: list[float], band: float | None) -> dict[str, Any]:

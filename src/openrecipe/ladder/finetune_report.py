@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from openrecipe.ladder.finetune_analysis import law_at
+from openrecipe.ladder.finetune_analysis import drops_text, law_at
 from openrecipe.ladder.report import _fmt, _png, write_pages
 
 
@@ -168,11 +168,9 @@ def markdown(result: dict[str, Any]) -> str:
             if check
             else "-"
         )
-        drops = ", ".join(f"{drop:.3f}" for drop in entry["drops_per_efold"]) + (
-            " (growing)" if entry["accelerating"] else ""
-        )
         lines.append(
-            f"| {entry['rank']} | {' | '.join(cells)} | {100 * fit['rms_relative_error']:.2f}% | {drops} | {checked} |"
+            f"| {entry['rank']} | {' | '.join(cells)} | {100 * fit['rms_relative_error']:.2f}% | "
+            f"{drops_text(entry)} | {checked} |"
         )
     lines += [
         "",
