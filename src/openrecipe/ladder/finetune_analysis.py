@@ -111,10 +111,11 @@ def _data_laws(settings: FinetuneLadderSettings, best: dict, seed: int) -> list[
     return laws
 
 
-def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
+def data_law_verdict(laws: list[dict[str, Any]], band: float | None = None) -> dict[str, Any] | None:
     """What the loss-against-data points say about the law itself: a loss that does not fall with more data,
     or falls faster with each larger share, is a shape E + B/D^beta cannot take (the latter makes the law
-    predict too high a loss for more data). None when there is nothing to say (fewer than three shares)."""
+    predict too high a loss for more data). A larger share's loss above the one before by less than the seed-noise
+    `band` is noise, not a rise. None when there is nothing to say (fewer than three shares)."""
     fitted = [entry for entry in laws if entry.get("fit") is not None]
     if not fitted:
         return None
@@ -127,7 +128,7 @@ def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
         if checks
         else ""
     )
-    flat = [entry for entry in fitted if min(entry["drops_per_efold"]) <= 0]
+    flat = [entry for entry in fitted if _rises(entry["points"], band or 0.0)]
     if flat:
         text = (
             f"Data law: at {len(flat)} of {len(fitted)} ranks a larger share did not lower the held-out loss (drops "
@@ -150,6 +151,12 @@ def data_law_verdict(laws: list[dict[str, Any]]) -> dict[str, Any] | None:
             "their held-out loss stops falling (more epochs) are the fix."
         )
     return {"accelerating_ranks": [entry["rank"] for entry in accelerating], "checks": dict(checks), "text": text}
+
+
+def _rises(points: list[tuple[float, float]], band: float) -> bool:
+    """Whether a larger share's loss is above the one before by more than `band` (without a band, at all)."""
+    losses = [loss for _, loss in points]
+    return any(later - earlier > band if band else later >= earlier for earlier, later in itertools.pairwise(losses))
 
 
 def drops_text(law: dict[str, Any], *, mark_growing: bool = True) -> str:
@@ -306,17 +313,11 @@ def analyse(
     }
     said = verdicts(settings, best, full_best, band)
     laws = _data_laws(settings, best, seed)
-    data_law = data_law_verdict(laws)
+    data_law = data_law_verdict(laws, band)
     if data_law is not None:
         said["data_law"] = data_law
-    headline = " ".join(
-        [
-            said["rank"]["text"],
-            said["data"]["text"],
-            said.get("lora_vs_full", {}).get("text", ""),
-            said.get("data_law", {}).get("text", ""),
-        ]
-    ).strip()
+    parts = [said["rank"], said["data"], said.get("lora_vs_full"), said.get("data_law")]
+    headline = " ".join(part["text"] for part in parts if part)
     return {
         "kind": "finetune",
         "settings": settings.model_dump(mode="json"),

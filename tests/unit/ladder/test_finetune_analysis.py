@@ -119,6 +119,12 @@ def test_a_loss_falling_faster_with_data_is_called_out_before_the_law_is_trusted
     rising = dict(zip([12.5, 25.0, 50.0, 100.0], [1.6, 1.5, 1.52, 1.45], strict=True))
     odd = analyse(settings, _runs(lambda f, r: 1e-3, fractions, data_loss=rising.__getitem__), noise, 2.0, seed=0)
     assert "did not lower the held-out loss" in odd["verdicts"]["data_law"]["text"]
+    # a rise smaller than the seed noise is noise: the verdict looks at the shape instead
+    blip = dict(zip([12.5, 25.0, 50.0, 100.0], [1.6, 1.601, 1.55, 1.4], strict=True))
+    noisy = [{"eval_loss": 1.01, "reference": 1.0}]  # std ~0.007, band ~0.02
+    seen = analyse(settings, _runs(lambda f, r: 1e-3, fractions, data_loss=blip.__getitem__), noisy, 2.0, seed=0)
+    assert "did not lower" not in seen["verdicts"]["data_law"]["text"] and "too high a loss" in seen["headline"]
+    assert "  " not in seen["headline"]  # no full fine-tuning here: no empty sentence left between the others
 
 
 def test_report_states_the_findings(tmp_path):
