@@ -45,6 +45,9 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU wheel of torch first: any other version would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# DeepSpeed (train.distributed.strategy: deepspeed; its tests run on CPU over gloo) ships only a source
+	# archive whose build imports torch: built against the torch above, not an isolated (CUDA) one.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-build-isolation "deepspeed==0.19.8"
 	# One source download feeds the wheel build and llama.cpp's own HF -> GGUF converter (sdist-only files).
 	test -f $(LLAMA_SDIST) || $(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
 	  --no-binary :all: -d $(dir $(LLAMA_SDIST)) "llama-cpp-python==$(LLAMA_VERSION)"

@@ -9,6 +9,7 @@ pins older transformers/peft/trl than ours), and is skipped without it.
     .venv/bin/python bench/train.py --steps 6 --batch 4 --sides ours,trl,llamafactory
     .venv/bin/python bench/train.py --ddp 2      # scaling: 2 processes vs 1 on the same job
     .venv/bin/python bench/train.py --fsdp 2
+    .venv/bin/python bench/train.py --zero 2 --zero-stage 3   # DeepSpeed ZeRO (stage 2 by default)
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def examples(path: Path) -> None:
     path.write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
 
 
+def distributed_settings(strategy: str) -> dict:
+    """`zero2`/`zero3` name DeepSpeed at a ZeRO stage; `ddp` and `fsdp` name themselves."""
+    if strategy.startswith("zero"):
+        return {"strategy": "deepspeed", "zero_stage": int(strategy[4:])}
+    return {"strategy": strategy}
+
+
 def run_ours(
     data: Path, out: Path, steps: int, batch: int, compiled: bool, strategy: str = "ddp", micro_tokens: str = "auto"
 ) -> dict:
@@ -82,7 +90,7 @@ def run_ours(
         eval_fraction=0.0,
         save_every_steps=10_000,
         compile=compiled,
-        distributed={"strategy": strategy},
+        distributed=distributed_settings(strategy),
         micro_batch_tokens=micro_tokens
         if micro_tokens == "auto"
         else None
@@ -406,8 +414,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--ddp", type=int, metavar="N", help="scaling of N DDP processes against one")
     parser.add_argument("--fsdp", type=int, metavar="N", help="scaling of N FSDP2 processes against one")
+    parser.add_argument("--zero", type=int, metavar="N", help="scaling of N DeepSpeed ZeRO processes against one")
+    parser.add_argument("--zero-stage", type=int, choices=[2, 3], default=2, help="the ZeRO stage of --zero")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, from: {', '.join(SIDES)}")
-    parser.add_argument("--side", choices=[*SIDES, "scale-ddp", "scale-fsdp"])
+    parser.add_argument("--side", choices=[*SIDES, "scale-ddp", "scale-fsdp", "scale-zero2", "scale-zero3"])
     parser.add_argument("--data")
     parser.add_argument("--out")
     parser.add_argument("--model", help="the default model's folder (the llamafactory side cannot resolve it)")
@@ -426,8 +436,9 @@ def main() -> None:
         tmp = Path(folder)
         data = tmp / "data.jsonl"
         examples(data)
-        if args.ddp or args.fsdp:
-            scaling(args, data, tmp, "ddp" if args.ddp else "fsdp", args.ddp or args.fsdp)
+        if args.ddp or args.fsdp or args.zero:
+            strategy = "ddp" if args.ddp else "fsdp" if args.fsdp else f"zero{args.zero_stage}"
+            scaling(args, data, tmp, strategy, args.ddp or args.fsdp or args.zero)
         else:
             compare(args, data, tmp, info)
 

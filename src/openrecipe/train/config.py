@@ -49,13 +49,30 @@ class DistributedSettings(StrictModel):
     strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
         "ddp",
         description="ddp: every process holds the whole model; fsdp: FSDP2 shards parameters, gradients and "
-        "optimizer state over the processes; deepspeed: needs the deepspeed package and CUDA GPUs",
+        "optimizer state over the processes; deepspeed: DeepSpeed ZeRO (needs the deepspeed package)",
+    )
+    zero_stage: Literal[2, 3] | None = Field(
+        None,
+        description="deepspeed only: 2 shards gradients and optimizer state, 3 also the parameters (default 2)",
     )
     timeout_s: int = Field(
         600,
         ge=10,
         description="A collective waiting this long (a process died or hangs) fails, stopping the whole job",
     )
+
+    @model_validator(mode="after")
+    def _stage_needs_deepspeed(self) -> DistributedSettings:
+        if self.zero_stage is not None and self.strategy != "deepspeed":
+            raise ValueError(
+                f"zero_stage applies to strategy: deepspeed, not {self.strategy}; remove it or set strategy: deepspeed"
+            )
+        return self
+
+    @property
+    def stage(self) -> int:
+        """The ZeRO stage a deepspeed run uses."""
+        return self.zero_stage or 2
 
 
 class TrainSettings(StrictModel):

@@ -1,21 +1,20 @@
 """Training on several processes or machines: the strategy, FSDP2 sharding, full-state checkpoints, a
 pre-flight check.
 
-DDP runs through accelerate (`prepare` wraps the model and optimizer together). On CPU accelerate routes every
-multi-process run to DDP and ignores an FSDP plugin (`DistributedType.MULTI_CPU`), so FSDP2 is applied with torch's
-own `fully_shard`, the call accelerate's FSDP2 path makes, on every device. A sharded run's checkpoint is gathered
-with `torch.distributed.checkpoint.state_dict` into full tensors on rank 0 (trainable parameters only: a LoRA
-checkpoint holds the adapter, not the base) and written in the single-process format, so a run can resume on a
-different number of processes.
+DDP and DeepSpeed (`zero.py`) run through accelerate (`prepare` wraps the model and optimizer together). On CPU
+accelerate routes every multi-process run to DDP and ignores an FSDP plugin (`DistributedType.MULTI_CPU`), so
+FSDP2 is applied with torch's own `fully_shard`, the call accelerate's FSDP2 path makes, on every device. A
+sharded run's checkpoint is gathered with `torch.distributed.checkpoint.state_dict` into full tensors on rank 0
+(trainable parameters only: a LoRA checkpoint holds the adapter, not the base) and written in the single-process
+format, so a run can resume on a different number of processes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -23,29 +22,33 @@ import torch
 import torch.distributed as dist
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.train.config import DistributedSettings
 
 PREFLIGHT_TIMEOUT = timedelta(seconds=30)
 
 
-def check_strategy(strategy: str, device: torch.device, distributed_type: str) -> None:
+def launched_strategy(environ: Mapping[str, str]) -> str | None:
+    """The strategy an accelerate config launched with (`accelerate launch` exports it), if any."""
+    for variable, strategy in (("ACCELERATE_USE_DEEPSPEED", "deepspeed"), ("ACCELERATE_USE_FSDP", "fsdp")):
+        if environ.get(variable, "").lower() == "true":
+            return strategy
+    return None
+
+
+def check_strategy(distributed: DistributedSettings, environ: Mapping[str, str]) -> None:
     """Refuse a strategy this machine cannot run, or one that contradicts the accelerate config, before any work."""
-    if strategy == "deepspeed":
-        missing = []
-        if importlib.util.find_spec("deepspeed") is None:
-            missing.append("the deepspeed package is not installed")
-        if device.type != "cuda":
-            missing.append(f"DeepSpeed ZeRO needs CUDA GPUs and this run is on {device.type}")
+    launched = launched_strategy(environ)
+    if launched is not None and launched != distributed.strategy:
         raise OpenRecipeError(
-            "train.distributed.strategy: deepspeed cannot run here: "
-            + ("; ".join(missing) if missing else "the training loop does not drive DeepSpeed ZeRO yet"),
-            fix="use strategy: fsdp (FSDP2 shards parameters, gradients and optimizer state like ZeRO-3) or ddp",
+            f"the accelerate config launches {launched.upper()}, but train.distributed.strategy is "
+            f"{distributed.strategy}",
+            fix=f"set train.distributed.strategy: {launched} in the recipe, or launch without that accelerate config",
         )
-    configured = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed"}.get(distributed_type.rsplit(".", 1)[-1])
-    if configured is not None and configured != strategy:
-        raise OpenRecipeError(
-            f"the accelerate config launches {configured.upper()}, but train.distributed.strategy is {strategy}",
-            fix=f"set train.distributed.strategy: {configured} in the recipe, or launch without that accelerate config",
-        )
+    if distributed.strategy == "deepspeed":
+        from openrecipe.train.zero import check_launch_stage, require_deepspeed
+
+        require_deepspeed()
+        check_launch_stage(distributed, environ)
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -159,6 +162,30 @@ def load_full_state(
         ],
     }
     set_optimizer_state_dict(model, optimizer, by_name, options=_options(strict=False))
+
+
+class Fsdp2Shards:
+    """The trainable parameters of an FSDP2-sharded model, read and written whole (collectives), with the same
+    methods as `zero.ZeroShards`."""
+
+    def __init__(self, model: torch.nn.Module, root: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.root, self.optimizer = model, root, optimizer
+
+    def trainable_state(self, names: list[str]) -> dict[str, torch.Tensor]:
+        return full_trainable_state(self.model, names)
+
+    def optimizer_state(self, names: list[str]) -> dict[str, Any]:
+        return full_optimizer_state(self.model, self.optimizer, names)
+
+    def load(self, names: list[str], trainable: dict[str, torch.Tensor], optimizer_state: dict[str, Any]) -> None:
+        load_full_state(self.model, self.optimizer, names, trainable, optimizer_state)
+
+    def gathered(self):
+        """The root's own parameters gathered, for generation (each layer gathers itself)."""
+        return unsharded_root(self.root)
+
+    def loading_whole(self):
+        return nullcontext()
 
 
 def fingerprint(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -23,9 +24,11 @@ from openrecipe.config.common import Identity
 from openrecipe.errors import OpenRecipeError, RunInterrupted
 from openrecipe.models.device import pick_device
 from openrecipe.models.refs import ModelRef, resolve_model_ref
+from openrecipe.train import zero
 from openrecipe.train.batching import TrainData, collate, epoch_order, steps_per_epoch, trainable_tokens
 from openrecipe.train.config import ProbeSettings, TrainSettings
 from openrecipe.train.distributed import (
+    Fsdp2Shards,
     as_float,
     check_strategy,
     fingerprint,
@@ -33,13 +36,12 @@ from openrecipe.train.distributed import (
     most_across_ranks,
     preflight,
     set_gradient_sync,
-    unsharded_root,
 )
 from openrecipe.train.forward import TrainedTokenLoss
 from openrecipe.train.model_setup import TrainModel, load_for_training
 from openrecipe.train.probes import build_probes, run_probes
 from openrecipe.train.schedule import lr_at
-from openrecipe.train.state import TrainCheckpoint, TrainState
+from openrecipe.train.state import Shards, TrainCheckpoint, TrainState
 from openrecipe.train.steps import (
     Signals,
     append_row,
@@ -135,18 +137,30 @@ class _Training:
     def _setup_processes(self) -> None:
         from datetime import timedelta
 
+        import torch.distributed as dist
         from accelerate import Accelerator
         from accelerate.utils import InitProcessGroupKwargs
 
         device = pick_device(self.job.device)
         distributed = self.settings.distributed
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        check_strategy(distributed, os.environ)
+        # The strategy of a multi-process run (one process ignores it).
+        self.strategy = distributed.strategy if launched > 1 else None
         # A rank that dies leaves the others waiting in a collective: the timeout turns that wait into an error.
         timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=distributed.timeout_s))
-        self.accelerator = Accelerator(cpu=device.type == "cpu", kwargs_handlers=[timeout])
-        check_strategy(distributed.strategy, self.accelerator.device, str(self.accelerator.distributed_type))
-        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        if self.strategy == "deepspeed":
+            # cpu=False: accelerate sends a CPU run to DDP otherwise; DeepSpeed finds its own device (CUDA or CPU).
+            plugin = zero.plugin(distributed, self.settings.max_grad_norm)
+            self.accelerator = Accelerator(cpu=False, deepspeed_plugin=plugin, kwargs_handlers=[timeout])
+        else:
+            self.accelerator = Accelerator(cpu=device.type == "cpu", kwargs_handlers=[timeout])
+        # From torch.distributed: accelerate counts one process when DeepSpeed runs on CPU.
+        initialized = dist.is_available() and dist.is_initialized()
+        self.world = dist.get_world_size() if initialized else 1
+        self.rank = dist.get_rank() if initialized else 0
         self.device = self.accelerator.device
-        self.is_main = self.accelerator.is_main_process
+        self.is_main = self.rank == 0
         if self.settings.batch_size % self.world:
             raise OpenRecipeError(
                 f"batch_size {self.settings.batch_size} is not divisible by the {self.world} processes"
@@ -164,10 +178,8 @@ class _Training:
         self.compiled = settings.compiles(self.device.type)
         share = self.world == 1 and not self.compiled and not settings.gradient_checkpointing
         model = TrainedTokenLoss(self.trainee.model, share_prefix=share)
-        self.sharded: torch.nn.Module | None = None
-        if self.world > 1 and settings.distributed.strategy == "fsdp":
+        if self.strategy == "fsdp":
             fsdp2_shard(self.trainee.model, root=model)
-            self.sharded = self.trainee.model
             self.parameters = self.trainee.trainable_parameters()
         optimizer = torch.optim.AdamW(
             list(self.parameters.values()),
@@ -181,8 +193,14 @@ class _Training:
         if self.compiled:
             model.compile_body()
             self.graphs_before = _compiled_graphs()
-        if self.world > 1 and self.sharded is None:
-            model, optimizer = self.accelerator.prepare(model, optimizer)  # DDP
+        self.shards: Shards | None = None
+        if self.strategy == "fsdp":
+            self.shards = Fsdp2Shards(self.trainee.model, model, optimizer)
+        elif self.strategy is not None:
+            # DDP, or a DeepSpeed engine: accelerate prepares model and optimizer together.
+            model, optimizer = self.accelerator.prepare(model, optimizer)
+            if self.strategy == "deepspeed":
+                self.shards = zero.ZeroShards(model, self.parameters, self.accelerator.state.deepspeed_plugin)
         self.model, self.optimizer = model, optimizer
 
     def _setup_data(self) -> None:
@@ -212,7 +230,7 @@ class _Training:
             self.trajectory,
             world=self.world,
             rank=self.rank,
-            sharded=self.sharded,
+            shards=self.shards,
         )
         self.resumed_from: int | None = None
 
@@ -225,7 +243,7 @@ class _Training:
 
         # MFU against the measured matmul peak of the precision actually used (bf16 units or fp32).
         self.peak = measured_peak_flops(self.device, self.trainee.autocast_dtype or torch.float32) * self.world
-        self.num_params = sum(p.numel() for p in self.trainee.model.parameters())
+        self.num_params = sum(zero.parameter_count(p) for p in self.trainee.model.parameters())
         self.probe_log: list[dict[str, Any]] = []
         self.board = tensorboard_writer(job.out_dir / "tensorboard") if settings.tensorboard and self.is_main else None
 
@@ -329,14 +347,18 @@ class _Training:
         global_tokens = max(1, trainable_tokens(batch_examples))
         step_start = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
+        # Set before the micro-batches: a DeepSpeed engine steps inside the last one's backward.
+        lr = lr_at(step, settings.learning_rate, self.total_steps, settings.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         if self.compiled:
             chunks = static_micro_batches(local, settings.micro, self.token_cap)
         else:
             chunks = [(chunk, None) for chunk in micro_batches(local, settings.micro, self.token_cap)]
         count = len(chunks)
-        if self.sharded is not None:
-            # Every FSDP forward gathers with all ranks: a rank with fewer micro-batches repeats its last one
-            # with zero weight, so all ranks make the same collective calls.
+        if self.shards is not None:
+            # Every sharded forward or backward meets all ranks (FSDP gathers, ZeRO reduces): a rank with fewer
+            # micro-batches repeats its last one with zero weight, so all ranks make the same collective calls.
             count = most_across_ranks(count)
         for position in range(count):
             chunk, shape = chunks[min(position, len(chunks) - 1)]
@@ -346,29 +368,27 @@ class _Training:
             compile_start = time.perf_counter()
             last = position == count - 1
             context = nullcontext()
-            if self.sharded is not None:
+            if self.strategy == "fsdp":
                 set_gradient_sync(self.model, last)  # reduce-scatter once, after the last micro-batch
-            elif world > 1 and not last:
+            elif self.strategy == "ddp" and not last:
                 context = self.accelerator.no_sync(self.model)
             with context:
                 chunk_loss = _token_loss_sum(self.model, batch, self.trainee.autocast()) * weight
-                # DDP and FSDP average gradients over processes: scale so the result is the global token mean.
-                self.accelerator.backward(chunk_loss * world / global_tokens)
+                # Every strategy averages gradients over processes: scale so the result is the global token mean.
+                self._backward(chunk_loss * world / global_tokens, last)
                 self.fault("mid_accumulation")
             if compiling:  # a new shape: its first forward and backward compile (timed with that one pass)
                 self.compiled_shapes.add((shape, *sorted(batch)))
                 self.compile_seconds += time.perf_counter() - compile_start
             loss_sum += chunk_loss.detach()
         if world > 1:
-            loss_sum = self.accelerator.reduce(loss_sum, reduction="sum")
+            torch.distributed.all_reduce(loss_sum)
         loss = float(loss_sum) / global_tokens
         max_norm = settings.max_grad_norm if settings.max_grad_norm is not None else float("inf")
+        # DeepSpeed clipped (and skipped a non-finite update) in its step: this reads the norm it measured.
         grad_norm = as_float(self.accelerator.clip_grad_norm_(list(self.parameters.values()), max_norm))
-        lr = lr_at(step, settings.learning_rate, self.total_steps, settings.schedule)
         if math.isfinite(loss) and math.isfinite(grad_norm):
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            self.optimizer.step()
+            self.optimizer.step()  # a no-op under DeepSpeed, whose engine stepped at the boundary
             state.consecutive_nonfinite = 0
         else:
             state.nonfinite_steps += 1
@@ -404,6 +424,14 @@ class _Training:
             )
         return row
 
+    def _backward(self, loss: torch.Tensor, last: bool) -> None:
+        """A micro-batch's backward; under DeepSpeed the last of a step is the accumulation boundary, where the
+        engine reduces, clips and steps."""
+        if self.strategy == "deepspeed":
+            self.accelerator.deepspeed_engine_wrapped.backward(loss, sync_gradients=last)
+        else:
+            self.accelerator.backward(loss)
+
     def _mfu(self, tokens: int, rows: int, seconds: float) -> float:
         from openrecipe.train.flops import flops_per_token
 
@@ -434,7 +462,7 @@ class _Training:
                     state.best_eval_loss, state.best_step = eval_loss, step
                     new_best = True
         if self.probes and (step % self.probe_every == 0 or boundary):
-            with unsharded_root(self.model) if self.sharded is not None else nullcontext():
+            with self.shards.gathered() if self.shards is not None else nullcontext():
                 results = self._run_probes()
             row["probes_passed"] = sum(r.passed for r in results)
             self.probe_log.append({"step": step, "results": [r.__dict__ for r in results]})
@@ -472,7 +500,8 @@ class _Training:
         if self.is_main:
             best = self.state.best_step
             self.manager.save(self.state.step, tensors, parts, protect={best} if best else None)
-        self.accelerator.wait_for_everyone()
+        if self.world > 1:
+            torch.distributed.barrier()
 
     # -- summarize ------------------------------------------------------------------------------
 
@@ -502,14 +531,13 @@ class _Training:
     def _final_model(self) -> TrainModel | None:
         """The trained model on rank 0 for the stage to save; a sharded one is gathered into an unsharded copy
         (collective)."""
-        if self.sharded is None:
+        if self.shards is None:
             return self.trainee if self.is_main else None
-        from openrecipe.train.distributed import full_trainable_state
-
-        trained = full_trainable_state(self.sharded, list(self.parameters))
+        trained = self.shards.trainable_state(list(self.parameters))
         if not self.is_main:
             return None
-        whole = load_for_training(self.job.model, self.settings, self.device, seed=self.job.seed)
+        with self.shards.loading_whole():
+            whole = load_for_training(self.job.model, self.settings, self.device, seed=self.job.seed)
         with torch.no_grad():
             for name, parameter in whole.trainable_parameters().items():
                 parameter.copy_(trained[name])

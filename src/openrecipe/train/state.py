@@ -4,8 +4,9 @@ weights, the optimizer and every process's RNG."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -18,6 +19,23 @@ from openrecipe.checkpoint.tensors import (
     rng_to_tensors,
 )
 from openrecipe.errors import OpenRecipeError
+
+
+class Shards(Protocol):
+    """Trainable parameters split over processes, read and written whole (`distributed.Fsdp2Shards`,
+    `zero.ZeroShards`)."""
+
+    def trainable_state(self, names: list[str]) -> dict[str, torch.Tensor]: ...
+
+    def optimizer_state(self, names: list[str]) -> dict[str, Any]: ...
+
+    def load(self, names: list[str], trainable: dict[str, torch.Tensor], optimizer_state: dict[str, Any]) -> None: ...
+
+    def gathered(self) -> AbstractContextManager[None]:
+        """Whole parameters for code that calls the model outside the wrapper (generation)."""
+
+    def loading_whole(self) -> AbstractContextManager[None]:
+        """A context in which one rank may load a whole copy of the model."""
 
 
 @dataclass
@@ -47,9 +65,9 @@ class TrainState:
 
 
 class TrainCheckpoint:
-    """Everything one checkpoint holds, as (tensors, JSON parts) for the CheckpointManager. With `sharded` (the
-    FSDP2-sharded model) the weights and optimizer state are gathered whole on rank 0 and written in the
-    single-process layout, so any number of processes can resume them."""
+    """Everything one checkpoint holds, as (tensors, JSON parts) for the CheckpointManager. With `shards` (an
+    FSDP2-sharded model or a DeepSpeed ZeRO engine) the weights and optimizer state are gathered whole on rank 0
+    and written in the single-process layout, so any number of processes can resume them."""
 
     def __init__(
         self,
@@ -60,19 +78,17 @@ class TrainCheckpoint:
         *,
         world: int,
         rank: int,
-        sharded: torch.nn.Module | None = None,
+        shards: Shards | None = None,
     ) -> None:
         self.state, self.parameters, self.optimizer = state, parameters, optimizer
-        self.trajectory, self.world, self.rank, self.sharded = trajectory, world, rank, sharded
+        self.trajectory, self.world, self.rank, self.shards = trajectory, world, rank, shards
 
     def state_dict(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """Collective when distributed: every process's RNG is gathered so a resumed run continues each
         stream exactly."""
-        if self.sharded is not None:
-            from openrecipe.train.distributed import full_optimizer_state, full_trainable_state
-
-            trainable = full_trainable_state(self.sharded, list(self.parameters))
-            optimizer_state = full_optimizer_state(self.sharded, self.optimizer, list(self.parameters))
+        if self.shards is not None:
+            trainable = self.shards.trainable_state(list(self.parameters))
+            optimizer_state = self.shards.optimizer_state(list(self.parameters))
         else:
             trainable = {name: p.detach().cpu() for name, p in self.parameters.items()}
             optimizer_state = self.optimizer.state_dict()
@@ -102,13 +118,11 @@ class TrainCheckpoint:
                 f"checkpoint {checkpoint.path.name} lacks weights for {sorted(missing)[0]}",
                 fix="it belongs to another model; use a new run folder",
             )
-        if self.sharded is not None:
-            from openrecipe.train.distributed import load_full_state
-
+        if self.shards is not None:
             optimizer_state = optimizer_state_from_tensors(
                 checkpoint.tensors["optimizer"], checkpoint.json["optimizer"]
             )
-            load_full_state(self.sharded, self.optimizer, list(self.parameters), params, optimizer_state)
+            self.shards.load(list(self.parameters), params, optimizer_state)
         else:
             with torch.no_grad():
                 for name, parameter in self.parameters.items():

@@ -1,0 +1,98 @@
+"""DeepSpeed ZeRO on CPU (torchrun + gloo, DeepSpeed's CPU accelerator): stages 2 and 3 on two processes follow
+the single-process loss curve; their checkpoints hold only the adapter, whole, in the single-process layout; a run
+stopped mid-way (both ranks, or kill -9 of one node's rank, which stops the other node) resumes bit for bit on two
+processes and continues on one."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.integration.train.helpers import assert_bitwise_equal, chat_file, losses, run_cli, weights, write_recipe
+from tests.integration.train.test_fsdp import _assert_close, _two_nodes, _two_processes, _world_size
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed (make test)"),
+]
+
+LORA = {"rank": 4, "alpha": 8, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, tiny_model_dir):
+    folder = tmp_path_factory.mktemp("zero")
+    data = chat_file(folder / "chat.jsonl", count=32)
+    recipe = write_recipe(folder, tiny_model_dir, data, epochs=1, lora=LORA)
+    out = folder / "single"
+    run_cli(["run", str(recipe), "--out", str(out)])
+    return folder, data, out
+
+
+def _recipe(folder, tiny_model_dir, data, stage: int):
+    distributed = {"strategy": "deepspeed", "zero_stage": stage, "timeout_s": 60}
+    return write_recipe(folder, tiny_model_dir, data, epochs=1, lora=LORA, distributed=distributed)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_processes_match_one_and_checkpoints_are_whole_adapters(tmp_path, tiny_model_dir, single, stage):
+    _, data, reference = single
+    out = tmp_path / f"zero{stage}"
+    code, _, stderr = _two_processes(_recipe(tmp_path, tiny_model_dir, data, stage), out)
+    assert code == 0, stderr[-3000:]
+    assert _world_size(out) == 2
+    _assert_close(losses(reference), losses(out))
+    adapter = weights(reference, "lora")
+    trained = weights(out, "lora")
+    assert trained.keys() == adapter.keys()
+    for name, tensor in trained.items():
+        assert (tensor - adapter[name]).abs().max() < 1e-4
+    newest = sorted((out / "sft" / "checkpoints").iterdir())[-1]
+    theirs = sorted((reference / "sft" / "checkpoints").iterdir())[-1]
+    for part in ("trainable", "optimizer"):
+        ours, single_process = (load_file(str(path / f"{part}.safetensors")) for path in (newest, theirs))
+        assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in single_process.items()}
+        for name, tensor in ours.items():  # whole tensors, the same values as one process up to float rounding
+            assert (tensor - single_process[name]).abs().max() < 1e-4, name
+    assert all(".lora_" in name for name in load_file(str(newest / "trainable.safetensors")))
+
+
+def _stop_then_resume(recipe, out, two_nodes: bool) -> str:
+    """Stop a run at step 5, then re-run it; the re-run's output. Two nodes: only the second node's rank is killed
+    (kill -9), and the first must stop too. One launcher: both ranks die."""
+    if two_nodes:
+        first, second = _two_nodes(recipe, out, fault_on_second="step@5")
+        assert "Signal 9 (SIGKILL)" in second[1] + second[2], second[2][-3000:]
+        assert first[0] != 0 and second[0] != 0  # the surviving node stopped too: no hang
+        outputs = _two_nodes(recipe, out)
+    else:
+        code, _, stderr = _two_processes(recipe, out, fault="step@5")
+        assert code != 0, stderr[-3000:]
+        outputs = [_two_processes(recipe, out)]
+    for code, _, stderr in outputs:
+        assert code == 0, stderr[-3000:]
+    return "".join(stdout for _, stdout, _ in outputs)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_a_stopped_run_resumes_bitwise_and_continues_on_one_process(tmp_path, tiny_model_dir, single, stage):
+    _, data, reference = single
+    recipe = _recipe(tmp_path, tiny_model_dir, data, stage)
+    straight = tmp_path / "straight"
+    code, _, stderr = _two_processes(recipe, straight)
+    assert code == 0, stderr[-3000:]
+
+    stopped = tmp_path / "stopped"
+    stdout = _stop_then_resume(recipe, stopped, two_nodes=stage == 3)
+    assert "resuming from checkpoint step 3 of 8" in stdout
+    assert losses(stopped) == losses(straight)
+    assert_bitwise_equal(weights(stopped, "lora"), weights(straight, "lora"))
+
+    regrouped = tmp_path / "regrouped"
+    code, _, stderr = _two_processes(recipe, regrouped, fault="step@5")
+    assert code != 0 and [p.name for p in (regrouped / "sft" / "checkpoints").iterdir()] == ["step-00000003"]
+    resumed = run_cli(["run", str(recipe), "--out", str(regrouped)])
+    assert "written by 2 processes, continued by 1" in resumed.stdout
+    _assert_close(losses(reference), losses(regrouped))
