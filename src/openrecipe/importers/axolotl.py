@@ -9,6 +9,7 @@ from openrecipe.errors import OpenRecipeError
 from openrecipe.importers.common import (
     Imported,
     chat_template,
+    deepspeed_distributed,
     positive_or_none,
     read_config,
     relative_to,
@@ -34,9 +35,6 @@ RUNTIME_KEYS = {
     "eval_sample_packing": "eval examples are packed like training ones",
     "pad_to_sequence_len": "batches are padded to their longest example",
     "local_rank": "multi-process runs use torchrun/accelerate",
-    "deepspeed": "use `accelerate launch --config_file` with DeepSpeed",
-    "fsdp": "use `accelerate launch --config_file` with FSDP",
-    "fsdp_config": "use `accelerate launch --config_file` with FSDP",
     "special_tokens": "the model's tokenizer is used as it is",
     "lora_model_dir": "start from an adapter by naming it as the base model",
     "strict": "recipes are always strict",
@@ -51,7 +49,7 @@ MAPPED = {
     "lr_scheduler", "learning_rate", "bf16", "fp16", "gradient_checkpointing", "warmup_steps",
     "warmup_ratio", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "seed", "save_steps",
     "eval_steps", "chat_template", "train_on_inputs", "model_type", "tokenizer_type", "use_tensorboard",
-    "pretraining_dataset",
+    "pretraining_dataset", "deepspeed", "fsdp", "fsdp_config",
 }  # fmt: skip
 
 
@@ -189,6 +187,10 @@ def import_axolotl(config_path: Path, out: Path) -> Imported:
     }
     recipe["chat_template"] = chat_template(config.get("chat_template"), imported, "chat_template")
     train = _train(config, imported)
+    if config.get("deepspeed"):
+        train["distributed"] = deepspeed_distributed(config["deepspeed"], [config_path.parent], imported)
+    elif config.get("fsdp") or config.get("fsdp_config"):
+        train["distributed"] = {"strategy": "fsdp"}  # FSDP2 on each decoder layer; its wrap settings are ours
     text_only = all(source.get("format") == "text" for source in sources)
     training: dict[str, Any]
     if text_only:

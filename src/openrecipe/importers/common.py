@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,41 @@ def write_recipe(imported: Imported, out: Path, source: Path, tool: str) -> Path
     out.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
     load_recipe(out)
     return out
+
+
+ZERO_STAGE_IN_NAME = re.compile(r"z(?:ero)?_?([0-3])(?!\d)")  # ds_z3_config.json, zero2.json, zero3_bf16.json
+
+
+def deepspeed_distributed(
+    value: Any, folders: list[Path], imported: Imported, key: str = "deepspeed"
+) -> dict[str, Any]:
+    """A DeepSpeed JSON named by a peer config (looked for in `folders`) → `train.distributed`: its ZeRO stage
+    carries over; batch sizes, clipping and precision come from the config's own keys, and offload has no
+    equivalent (reported)."""
+    path = next((folder / str(value) for folder in folders if (folder / str(value)).is_file()), None)
+    stage: Any = None
+    if path is not None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise OpenRecipeError(
+                f"the DeepSpeed config named by {key} is not valid JSON: {error}",
+                where=str(path),
+                fix="fix the file, or remove the key to train on one process",
+            ) from None
+        zero = (data.get("zero_optimization") or {}) if isinstance(data, dict) else {}
+        stage = zero.get("stage")
+        offload = [name for name in ("offload_optimizer", "offload_param") if zero.get(name)]
+        if offload:
+            imported.unmapped[f"{key} ({', '.join(offload)})"] = "ZeRO offload has no equivalent; imported without it"
+    else:
+        match = ZERO_STAGE_IN_NAME.search(Path(str(value)).name.lower())
+        stage = int(match.group(1)) if match else None
+        imported.notes.append(f"{key}: {value} was not found; the ZeRO stage was read from its name")
+    if stage == 0:
+        return {"strategy": "ddp"}
+    if stage in (2, 3):
+        return {"strategy": "deepspeed", "zero_stage": stage}
+    reason = "ZeRO stage 1 has no equivalent" if stage == 1 else f"the ZeRO stage ({stage!r}) could not be read"
+    imported.unmapped[key] = f"{reason}; imported as stage 2 (train.distributed.zero_stage)"
+    return {"strategy": "deepspeed", "zero_stage": 2}

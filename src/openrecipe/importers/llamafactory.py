@@ -14,6 +14,7 @@ from openrecipe.errors import OpenRecipeError
 from openrecipe.importers.common import (
     Imported,
     chat_template,
+    deepspeed_distributed,
     positive_or_none,
     read_config,
     relative_to,
@@ -173,6 +174,9 @@ def import_llamafactory(config_path: Path, out: Path, dataset_info: Path | None 
         raise OpenRecipeError("the config has no model_name_or_path", where=str(config_path))
     base = relative_to(config_path.parent / model, recipe_dir) if (config_path.parent / model).exists() else model
     train = _train(config, imported)
+    if config.get("deepspeed"):  # its examples name the JSON from LLaMA-Factory's folder: the config's, or here
+        folders = [config_path.parent, Path.cwd()]
+        train["distributed"] = deepspeed_distributed(config["deepspeed"], folders, imported)
     recipe: dict[str, Any] = {
         "name": config_path.stem,
         "description": f"Imported from LLaMA-Factory config {config_path.name}",
@@ -212,7 +216,7 @@ def import_llamafactory(config_path: Path, out: Path, dataset_info: Path | None 
         "num_train_epochs", "max_steps", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "val_size",
         "eval_steps", "save_steps", "bf16", "fp16", "lr_scheduler_type", "warmup_steps",
         "warmup_ratio", "cutoff_len", "packing", "neat_packing", "mask_history", "train_on_prompt",
-        "interleave_probs",
+        "interleave_probs", "deepspeed",
     }  # fmt: skip
     for key in config:
         if key in RUNTIME_KEYS:

@@ -279,3 +279,54 @@ def test_llamafactory_template_names_map_to_built_in_templates_or_are_reported(t
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(out.read_text()).get("chat_template") == imported_as
     assert ("#   template:" in out.read_text()) is reported
+
+
+# Shaped like LLaMA-Factory examples/deepspeed/ds_z3_offload_config.json and axolotl deepspeed_configs/zero2.json.
+DS_Z3_OFFLOAD = {
+    "train_batch_size": "auto",
+    "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"}},
+}
+
+
+def _imported_distributed(tmp_path, kind: str, config_text: str) -> tuple[dict, str]:
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text)
+    result = CliRunner().invoke(app, ["import", kind, str(config)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "config.openrecipe.yaml"
+    load_recipe(out)
+    return yaml.safe_load(out.read_text())["stages"][1]["train"].get("distributed"), " ".join(result.output.split())
+
+
+def test_a_deepspeed_json_becomes_the_strategy_and_its_zero_stage(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "ds_z3_offload_config.json").write_text(json.dumps(DS_Z3_OFFLOAD))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c4_demo.jsonl").write_text(json.dumps({"text": "Some web text."}) + "\n")
+    info = {"c4_demo": {"file_name": "c4_demo.jsonl", "columns": {"prompt": "text"}}}
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(info))
+    base = "model_name_or_path: m\nstage: pt\ndataset: c4_demo\n"
+    distributed, output = _imported_distributed(
+        tmp_path, "llamafactory", base + "deepspeed: ds/ds_z3_offload_config.json\n"
+    )
+    assert distributed == {"strategy": "deepspeed", "zero_stage": 3}
+    assert "offload_optimizer, offload_param" in output and "ZeRO offload has no equivalent" in output
+    # Not beside the config (axolotl names its own bundled files): the stage is read from the name.
+    axolotl = "base_model: m\ndatasets:\n  - path: tatsu-lab/alpaca\n    type: alpaca\n"
+    bundled = axolotl + "deepspeed: deepspeed_configs/zero2.json\n"
+    distributed, output = _imported_distributed(tmp_path, "axolotl", bundled)
+    assert distributed == {"strategy": "deepspeed", "zero_stage": 2}
+    assert "the ZeRO stage was read from its name" in output
+    distributed, _ = _imported_distributed(tmp_path, "axolotl", axolotl + "fsdp:\n  - full_shard\n")
+    assert distributed == {"strategy": "fsdp"}
+
+
+def test_a_deepspeed_json_that_is_not_json_names_the_file(tmp_path):
+    (tmp_path / "broken.json").write_text("{stage: 3")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "base_model: m\ndatasets:\n  - path: tatsu-lab/alpaca\n    type: alpaca\ndeepspeed: broken.json\n"
+    )
+    result = CliRunner().invoke(app, ["import", "axolotl", str(config)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "broken.json" in output and "not valid JSON" in output
