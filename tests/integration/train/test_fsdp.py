@@ -138,13 +138,17 @@ def test_two_nodes_match_one_a_killed_rank_stops_the_job_and_the_rerun_is_bitwis
     assert_bitwise_equal(weights(interrupted, "lora"), weights(straight, "lora"))
 
 
-def test_deepspeed_where_it_cannot_run_is_a_clear_error(tmp_path, tiny_model_dir):
+def test_deepspeed_without_its_package_is_a_clear_error_before_any_work(tmp_path, tiny_model_dir):
     data = chat_file(tmp_path / "chat.jsonl", count=8)
     recipe = write_recipe(tmp_path, tiny_model_dir, data, distributed={"strategy": "deepspeed"})
-    result = run_cli(["run", str(recipe), "--out", str(tmp_path / "run")], check=False)
+    hidden = "import sys; sys.modules['deepspeed'] = None; from openrecipe.cli.main import app; sys.exit(app())"
+    command = [sys.executable, "-c", hidden, "run", str(recipe), "--out", str(tmp_path / "run")]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2, result.stderr[-3000:]
-    text = result.stdout + result.stderr
-    assert "deepspeed cannot run here" in text and "use strategy: fsdp" in text
+    text = " ".join((result.stdout + result.stderr).split())
+    assert "deepspeed needs the deepspeed package, which is not installed" in text
+    assert "pip install --no-build-isolation deepspeed" in text and "strategy: fsdp" in text
+    assert not (tmp_path / "run" / "sft" / "checkpoints").exists()
 
 
 def test_full_fine_tuning_with_probes_matches_one_process(tmp_path, tiny_model_dir):
