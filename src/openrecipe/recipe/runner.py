@@ -89,6 +89,9 @@ def run_recipe(
             }
         )
         cached = _cached_record(run_dir, stage_dir, keys[stage.id])
+        if cached is None and not kind.resumable and launch_world() > 1 and launch_rank() != 0:
+            # Under torchrun only training runs on every rank; rank 0 runs the other stages, the rest take its result.
+            cached = _wait_for_rank_zero(run_dir, stage_dir, keys[stage.id], stage.id, console)
         if cached is not None:
             cached.status = "cached"
             cached.seconds = 0.0
@@ -97,7 +100,7 @@ def run_recipe(
                 metrics=cached.metrics,
                 artifacts={name: str(record.location(run_dir)) for name, record in cached.artifacts.items()},
             )
-            atomic_write_json(run_dir / REPORT, run.to_json())
+            _write(run_dir / REPORT, run.to_json())
             console.print(f"[dim]✓ {stage.id} ({stage.kind}) unchanged — reusing its results[/dim]")
             continue
         # The old record goes first: a run killed from here on can never be mistaken for a finished one.
@@ -136,7 +139,7 @@ def run_recipe(
             if not isinstance(error, OpenRecipeError | KeyboardInterrupt | RunInterrupted):
                 record.traceback = traceback.format_exc()
             run.status, run.seconds = "failed", round(time.perf_counter() - started, 3)
-            atomic_write_json(run_dir / REPORT, run.to_json())
+            _write(run_dir / REPORT, run.to_json())
             raise
         if work_dir != stage_dir:
             result = _move_into_place(result, work_dir, stage_dir)
@@ -144,12 +147,12 @@ def run_recipe(
         record.status, record.seconds = "ok", round(time.perf_counter() - stage_start, 3)
         record.metrics = result.metrics
         record.artifacts = _artifact_records(stage, result, run_dir)
-        atomic_write_json(stage_dir / STAGE_RECORD, record.to_cache_json())
-        atomic_write_json(run_dir / REPORT, run.to_json())
+        _write(stage_dir / STAGE_RECORD, record.to_cache_json())
+        _write(run_dir / REPORT, run.to_json())
         console.print(f"[green]✓[/green] {stage.id} in {record.seconds:.1f} s")
     run.status, run.seconds = "ok", round(time.perf_counter() - started, 3)
-    atomic_write_json(run_dir / REPORT, run.to_json())
-    atomic_write_json(run_dir / "manifest.json", _manifest(recipe, run, recipe_dir, inputs, keys))
+    _write(run_dir / REPORT, run.to_json())
+    _write(run_dir / "manifest.json", _manifest(recipe, run, recipe_dir, inputs, keys))
     return run.to_json()
 
 
@@ -186,6 +189,48 @@ def _portable(path: Path, recipe_dir: Path | None) -> str:
         except ValueError:
             pass
     return str(path)
+
+
+def _write(path: Path, value: Any) -> None:
+    """Records, the report and the manifest are rank 0's (one process outside a launch): the other ranks' view
+    of a stage they waited for or trained without saving is not the run's."""
+    if launch_rank() == 0:
+        atomic_write_json(path, value)
+
+
+def launch_world() -> int:
+    """How many processes a torchrun/accelerate launch started (`WORLD_SIZE`), 1 outside one."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _wait_for_rank_zero(run_dir: Path, stage_dir: Path, key: str, stage_id: str, console: Console) -> StageRecord:
+    """The record rank 0 writes when it finishes the stage (the run folder is shared by every rank, as checkpoints
+    need). A failure rank 0 reports after this wait began stops this rank too; a rank 0 that dies takes the launch
+    down with it."""
+    console.print(f"[dim]{stage_id}: rank 0 runs this stage; waiting for its result[/dim]")
+    began = time.time()
+    while True:
+        record = _cached_record(run_dir, stage_dir, key)
+        if record is not None:
+            return record
+        if _failed_since(run_dir / REPORT, stage_id, began):
+            raise OpenRecipeError(
+                f"stage {stage_id} failed on rank 0", fix="see rank 0's output, then re-run the same command"
+            )
+        time.sleep(0.5)
+
+
+def _failed_since(report: Path, stage_id: str, since: float) -> bool:
+    try:
+        if report.stat().st_mtime < since:
+            return False
+        stages = json.loads(report.read_text()).get("stages", [])
+    except (OSError, json.JSONDecodeError):
+        return False
+    return any(stage.get("id") == stage_id and stage.get("status") == "failed" for stage in stages)
 
 
 def launch_rank() -> int:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from tests.integration.train.helpers import chat_file, losses, run_cli, write_recipe
 
@@ -44,3 +45,23 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir, compiled):
     assert len(one) == len(two) == 8
     for a, b in zip(one, two, strict=True):
         assert abs(a - b) < 1e-4 * max(1.0, abs(a))
+
+
+def test_stages_around_training_run_once_on_rank_zero(tmp_path, tiny_model_dir):
+    """A clean stage before training (as every imported config has): rank 0 runs it in its temporary folder, the
+    other rank waits for its record; only rank 0 writes the report."""
+    from tests.integration.train.test_fsdp import _two_processes
+
+    data = chat_file(tmp_path / "chat.jsonl", count=32)
+    recipe_path = write_recipe(tmp_path, tiny_model_dir, data, epochs=1, lora={"rank": 4, "alpha": 8, "dropout": 0.0})
+    recipe = yaml.safe_load(recipe_path.read_text())
+    clean = {"id": "data", "kind": "clean", "sources": [{"path": str(data)}]}
+    recipe["stages"] = [clean, {**recipe["stages"][0], "data": [{"path": "stage:data"}]}]
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    code, stdout, stderr = _two_processes(recipe_path, out)
+    assert code == 0, stderr[-3000:]
+    assert stdout.count("data: rank 0 runs this stage; waiting for its result") == 1
+    report = json.loads((out / "report.json").read_text())
+    assert [(stage["id"], stage["status"]) for stage in report["stages"]] == [("data", "ok"), ("sft", "ok")]
+    assert len(losses(out)) == 8
