@@ -6,8 +6,10 @@ processes and continues on one."""
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from tests.integration.train.helpers import assert_bitwise_equal, chat_file, losses, run_cli, weights, write_recipe
@@ -96,3 +98,40 @@ def test_a_stopped_run_resumes_bitwise_and_continues_on_one_process(tmp_path, ti
     resumed = run_cli(["run", str(recipe), "--out", str(regrouped)])
     assert "written by 2 processes, continued by 1" in resumed.stdout
     _assert_close(losses(reference), losses(regrouped))
+
+
+def test_full_fine_tuning_with_probes_under_zero3_matches_one_process(tmp_path, tiny_model_dir):
+    """Every weight partitioned; probes generate mid-run (the whole model gathered); model/ written whole by rank 0
+    from an unpartitioned copy."""
+    data = chat_file(tmp_path / "chat.jsonl", count=32)
+    probes = {
+        "identity": False,
+        "every_steps": 4,
+        "max_new_tokens": 4,
+        "stop_when_passed": False,
+        "extra": [{"prompt": "What is item 1?", "expect": ["red"]}],
+    }
+    outs = {}
+    for name, distributed in (("one", None), ("zero3", {"strategy": "deepspeed", "zero_stage": 3, "timeout_s": 60})):
+        folder = tmp_path / name
+        folder.mkdir()
+        train = {"epochs": 1, "method": "full", **({"distributed": distributed} if distributed else {})}
+        recipe = write_recipe(folder, tiny_model_dir, data, **train)
+        settings = yaml.safe_load(recipe.read_text())
+        settings["stages"][0]["probes"] = probes
+        recipe.write_text(yaml.safe_dump(settings))
+        outs[name] = folder / "run"
+        if distributed:
+            code, _, stderr = _two_processes(recipe, outs[name])
+            assert code == 0, stderr[-3000:]
+        else:
+            run_cli(["run", str(recipe), "--out", str(outs[name])])
+    _assert_close(losses(outs["one"]), losses(outs["zero3"]))
+    replies = [json.loads((out / "sft" / "probes.json").read_text()) for out in outs.values()]
+    assert [[r["reply"] for r in s["results"]] for s in replies[0]] == [
+        [r["reply"] for r in s["results"]] for s in replies[1]
+    ]
+    single, sharded = weights(outs["one"], "full"), weights(outs["zero3"], "full")
+    assert single.keys() == sharded.keys()
+    for name, tensor in sharded.items():
+        assert tensor.dtype == single[name].dtype and (tensor - single[name]).abs().max() < 1e-4, name
