@@ -57,6 +57,7 @@ def collect() -> dict:
         "cpu": _cpu(),
         "torch": _torch(),
         "llama_cpp": _llama_cpp(),
+        "distributed": _distributed(),
     }
 
 
@@ -111,6 +112,17 @@ def _llama_cpp() -> dict:
     }
 
 
+def _distributed() -> dict:
+    """The multi-process strategies this install can run (`train.distributed.strategy`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        deepspeed = version("deepspeed")
+    except PackageNotFoundError:
+        deepspeed = None
+    return {"strategies": ["ddp", "fsdp", *(["deepspeed"] if deepspeed else [])], "deepspeed": deepspeed}
+
+
 def _rows(report: dict) -> list[tuple[str, str]]:
     cpu, torch_info, llama = report["cpu"], report["torch"], report["llama_cpp"]
     rows = [
@@ -138,4 +150,8 @@ def _rows(report: dict) -> list[tuple[str, str]]:
         rows.append(("llama.cpp", f"{llama['version']}, cpu variant: {llama['cpu_variant']}"))
         if llama["variants"]:
             rows.append(("llama.cpp variants", f"{len(llama['variants'])} built; runnable here: {' '.join(runnable)}"))
+    distributed = report["distributed"]
+    deepspeed = distributed["deepspeed"]
+    note = f" (deepspeed {deepspeed})" if deepspeed else " (deepspeed: pip install --no-build-isolation deepspeed)"
+    rows.append(("multi-process", " ".join(distributed["strategies"]) + note))
     return rows
