@@ -89,9 +89,11 @@ def run_recipe(
             }
         )
         cached = _cached_record(run_dir, stage_dir, keys[stage.id])
+        reused = "unchanged — reusing its results"
         if cached is None and not kind.resumable and launch_world() > 1 and launch_rank() != 0:
             # Under torchrun only training runs on every rank; rank 0 runs the other stages, the rest take its result.
             cached = _wait_for_rank_zero(run_dir, stage_dir, keys[stage.id], stage.id, console)
+            reused = "done by rank 0 — using its results"
         if cached is not None:
             cached.status = "cached"
             cached.seconds = 0.0
@@ -101,7 +103,7 @@ def run_recipe(
                 artifacts={name: str(record.location(run_dir)) for name, record in cached.artifacts.items()},
             )
             _write(run_dir / REPORT, run.to_json())
-            console.print(f"[dim]✓ {stage.id} ({stage.kind}) unchanged — reusing its results[/dim]")
+            console.print(f"[dim]✓ {stage.id} ({stage.kind}) {reused}[/dim]")
             continue
         # The old record goes first: a run killed from here on can never be mistaken for a finished one.
         (stage_dir / STAGE_RECORD).unlink(missing_ok=True)

@@ -79,7 +79,7 @@ def _stop_then_resume(recipe, out, two_nodes: bool) -> str:
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-def test_a_stopped_run_resumes_bitwise_and_continues_on_one_process(tmp_path, tiny_model_dir, single, stage):
+def test_a_stopped_run_resumes_bitwise_and_regroups(tmp_path, tiny_model_dir, single, stage):
     _, data, reference = single
     recipe = _recipe(tmp_path, tiny_model_dir, data, stage)
     straight = tmp_path / "straight"
@@ -92,6 +92,8 @@ def test_a_stopped_run_resumes_bitwise_and_continues_on_one_process(tmp_path, ti
     assert losses(stopped) == losses(straight)
     assert_bitwise_equal(weights(stopped, "lora"), weights(straight, "lora"))
 
+    if stage == 3:
+        return  # regrouping (ZeRO-2 below) reads the same single-process checkpoint layout at either stage
     regrouped = tmp_path / "regrouped"
     code, _, stderr = _two_processes(recipe, regrouped, fault="step@5")
     assert code != 0 and [p.name for p in (regrouped / "sft" / "checkpoints").iterdir()] == ["step-00000003"]

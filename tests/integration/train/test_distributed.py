@@ -62,6 +62,7 @@ def test_stages_around_training_run_once_on_rank_zero(tmp_path, tiny_model_dir):
     code, stdout, stderr = _two_processes(recipe_path, out)
     assert code == 0, stderr[-3000:]
     assert stdout.count("data: rank 0 runs this stage; waiting for its result") == 1
+    assert stdout.count("✓ data (clean) done by rank 0 — using its results") == 1
     report = json.loads((out / "report.json").read_text())
     assert [(stage["id"], stage["status"]) for stage in report["stages"]] == [("data", "ok"), ("sft", "ok")]
     assert len(losses(out)) == 8
