@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import subprocess
+import sys
 
 import pytest
 import yaml
 from safetensors.torch import load_file
 
 from tests.integration.train.helpers import assert_bitwise_equal, chat_file, losses, run_cli, weights, write_recipe
-from tests.integration.train.test_fsdp import _assert_close, _two_nodes, _two_processes, _world_size
+from tests.integration.train.test_fsdp import _assert_close, _free_port, _two_nodes, _two_processes, _world_size
 
 pytestmark = [
     pytest.mark.slow,
@@ -137,3 +140,35 @@ def test_full_fine_tuning_with_probes_under_zero3_matches_one_process(tmp_path, 
     assert single.keys() == sharded.keys()
     for name, tensor in sharded.items():
         assert tensor.dtype == single[name].dtype and (tensor - single[name]).abs().max() < 1e-4, name
+
+
+POISON = """
+import sys
+from openrecipe.train import loop
+real, calls = loop._token_loss_sum, {"n": 0}
+def poisoned(model, batch, autocast):
+    loss = real(model, batch, autocast)
+    if model.training:
+        calls["n"] += 1
+        if calls["n"] in (5, 6):  # one micro-batch per rank and step here: steps 5 and 6
+            return loss * float("nan")
+    return loss
+loop._token_loss_sum = poisoned
+from openrecipe.cli.main import app
+sys.exit(app())
+"""
+
+
+def test_a_nonfinite_step_under_zero3_is_skipped_and_counted(tmp_path, tiny_model_dir, single):
+    _, data, _ = single
+    script = tmp_path / "poisoned.py"
+    script.write_text(POISON)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    command += [str(script), "run", str(_recipe(tmp_path, tiny_model_dir, data, 3)), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["nonfinite_steps"] for row in rows] == [0, 0, 0, 0, 1, 2, 2, 2]
+    assert [math.isfinite(row["grad_norm"]) for row in rows] == [True] * 4 + [False] * 2 + [True] * 2
+    assert all(math.isfinite(row["loss"]) for row in rows[6:])  # the skipped updates left the weights finite
