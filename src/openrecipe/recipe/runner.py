@@ -210,8 +210,8 @@ def launch_world() -> int:
 
 def _wait_for_rank_zero(run_dir: Path, stage_dir: Path, key: str, stage_id: str, console: Console) -> StageRecord:
     """The record rank 0 writes when it finishes the stage (the run folder is shared by every rank, as checkpoints
-    need). A failure rank 0 reports after this wait began stops this rank too; a rank 0 that dies takes the launch
-    down with it."""
+    need). A failure rank 0 reports after this wait began stops this rank too; when rank 0 dies, torchrun stops
+    the processes on its machine (other machines' waiting ranks: not tested)."""
     console.print(f"[dim]{stage_id}: rank 0 runs this stage; waiting for its result[/dim]")
     began = time.time()
     while True:
